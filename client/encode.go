@@ -1,0 +1,137 @@
+package client
+
+import (
+	"strconv"
+	"sync"
+	"unicode/utf8"
+)
+
+// frameBuf builds one outgoing frame: a 4-byte length header followed by a
+// JSON object. Fields are appended in order; keys are package constants that
+// need no escaping.
+type frameBuf struct {
+	b     []byte
+	reqid uint64
+}
+
+var framePool = sync.Pool{New: func() any { return &frameBuf{b: make([]byte, 0, 256)} }}
+
+// getFrame returns a pooled frame buffer holding the header placeholder and
+// `{"msgid":M,"reqid":R`.
+func getFrame(msgid int, reqid uint64) *frameBuf {
+	f := framePool.Get().(*frameBuf)
+	f.reqid = reqid
+	f.b = append(f.b[:0], 0, 0, 0, 0)
+	f.b = append(f.b, `{"msgid":`...)
+	f.b = strconv.AppendInt(f.b, int64(msgid), 10)
+	f.b = append(f.b, `,"reqid":`...)
+	f.b = strconv.AppendUint(f.b, reqid, 10)
+	return f
+}
+
+func putFrame(f *frameBuf) {
+	if cap(f.b) > 64<<10 {
+		return // do not keep huge buffers alive
+	}
+	framePool.Put(f)
+}
+
+func (f *frameBuf) key(k string) {
+	f.b = append(f.b, ',', '"')
+	f.b = append(f.b, k...)
+	f.b = append(f.b, '"', ':')
+}
+
+func (f *frameBuf) int(k string, v int64) {
+	f.key(k)
+	f.b = strconv.AppendInt(f.b, v, 10)
+}
+
+func (f *frameBuf) str(k, v string) {
+	f.key(k)
+	f.b = appendJSONString(f.b, v)
+}
+
+// rawObject splices the members of an encoded JSON object (which must start
+// with '{') into the frame.
+func (f *frameBuf) rawObject(obj []byte) {
+	// skip '{' and whitespace; an empty object adds nothing.
+	i := 1
+	for i < len(obj) && isSpace(obj[i]) {
+		i++
+	}
+	if i < len(obj) && obj[i] == '}' {
+		return
+	}
+	f.b = append(f.b, ',')
+	f.b = append(f.b, obj[i:len(obj)-1]...)
+}
+
+// finish closes the object and fills in the length header; it returns the
+// body length.
+func (f *frameBuf) finish() int {
+	f.b = append(f.b, '}')
+	n := len(f.b) - 4
+	f.b[0] = byte(n >> 24)
+	f.b[1] = byte(n >> 16)
+	f.b[2] = byte(n >> 8)
+	f.b[3] = byte(n)
+	return n
+}
+
+func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string. Like encoding/json, invalid
+// UTF-8 is replaced by U+FFFD; U+2028 and U+2029 are escaped. Use Conn.DoRaw
+// to send bytes that are not valid UTF-8.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }

@@ -14,6 +14,10 @@ import (
 // ErrClosed is returned by a bus that was closed.
 var ErrClosed = errors.New("bus: closed")
 
+// ErrNotSubscribed is returned by Unsubscribe for a user that this node does
+// not subscribe to (more Unsubscribe than Subscribe calls).
+var ErrNotSubscribed = errors.New("bus: not subscribed")
+
 // Handler receives a payload published to userID by another node. It is
 // called from the bus's own goroutine(s), must not block for long, and must
 // not keep payload after it returns.

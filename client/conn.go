@@ -327,7 +327,13 @@ func (c *Conn) writeLoop() {
 func (c *Conn) keepAlive() {
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.KeepAlive)
 	defer cancel()
-	if _, err := c.Ping(ctx); err != nil && !errors.Is(err, ErrClosed) {
+	_, err := c.Ping(ctx)
+	switch {
+	case err == nil, errors.Is(err, ErrClosed):
+	case errors.Is(err, context.DeadlineExceeded):
+		// No answer within a whole keepalive period: the peer is gone.
+		c.fail(fmt.Errorf("client: keepalive: no answer to PING within %v", c.opts.KeepAlive))
+	default:
 		c.opts.Logger.Debug("keepalive ping failed", "err", err)
 	}
 }

@@ -34,8 +34,9 @@ type Options struct {
 	// ErrFrameTooLarge without being sent.
 	MaxSendFrame int
 	// KeepAlive, when > 0, sends a PING whenever no frame was sent for that
-	// long, so that the server's idle timeout (90 s) never fires. Default 0
-	// (off); Session uses 30 s.
+	// long, so that the server's idle timeout (90 s) never fires; a PING
+	// left unanswered for that long closes the connection (dead peer).
+	// Default 0 (off); Session uses 30 s.
 	KeepAlive time.Duration
 }
 

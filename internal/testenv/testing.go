@@ -44,3 +44,28 @@ func RedisForTest(t testing.TB) *Redis {
 	})
 	return r
 }
+
+// NginxForTest starts a private nginx in t.TempDir() for cfg and stops it in
+// t.Cleanup. Unless cfg.Workers is set it runs as a single process
+// (master_process off), so nothing can outlive a crashed test.
+func NginxForTest(t testing.TB, cfg NginxConfig) *Nginx {
+	t.Helper()
+	if cfg.Workers == 0 {
+		cfg.SingleProcess = true
+	}
+	if cfg.WorkerConnections == 0 {
+		cfg.WorkerConnections = 4096
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	n, err := StartNginx(ctx, t.TempDir(), cfg)
+	if err != nil {
+		t.Fatalf("start nginx: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := n.Stop(); err != nil {
+			t.Errorf("stop nginx: %v", err)
+		}
+	})
+	return n
+}

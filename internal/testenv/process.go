@@ -226,14 +226,17 @@ func tailFile(path string, n int64) string {
 	return string(buf)
 }
 
-// PidAlive reports whether pid exists and, when exe is not empty, whether its
-// executable's base name is exe (so that a recycled pid is not mistaken for
-// the process once started). Zombies count as gone.
+// PidAlive reports whether pid exists and, when exe is not empty, whether it
+// runs the program named exe (its comm, the base name it was executed as,
+// truncated to 15 bytes by the kernel; or the base name of its executable),
+// so that a recycled pid is not mistaken for the process once started.
+// Zombies count as gone.
 func PidAlive(pid int, exe string) bool {
 	if pid <= 0 {
 		return false
 	}
-	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	proc := filepath.Join("/proc", strconv.Itoa(pid))
+	stat, err := os.ReadFile(filepath.Join(proc, "stat"))
 	if err != nil {
 		return false
 	}
@@ -244,17 +247,19 @@ func PidAlive(pid int, exe string) bool {
 	if exe == "" {
 		return true
 	}
-	target, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "exe"))
-	if err != nil {
-		// Not ours to inspect; fall back to the command line.
-		cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
-		if err != nil {
-			return false
+	if comm, err := os.ReadFile(filepath.Join(proc, "comm")); err == nil {
+		want := exe
+		if len(want) > 15 {
+			want = want[:15]
 		}
-		argv0, _, _ := strings.Cut(string(cmdline), "\x00")
-		return filepath.Base(argv0) == exe
+		if strings.TrimSpace(string(comm)) == want {
+			return true
+		}
 	}
-	return filepath.Base(strings.TrimSuffix(target, " (deleted)")) == exe
+	if target, err := os.Readlink(filepath.Join(proc, "exe")); err == nil {
+		return filepath.Base(strings.TrimSuffix(target, " (deleted)")) == exe
+	}
+	return false
 }
 
 // StopPid stops a process this program did not start itself but whose pid

@@ -136,3 +136,23 @@ func TestRedisPubSub(t *testing.T) {
 	}
 	waitGone(t, pid, "redis-server")
 }
+
+func TestPidAlive(t *testing.T) {
+	r := RedisForTest(t)
+	pid := r.Pid()
+	if !PidAlive(pid, "redis-server") || !PidAlive(pid, "") {
+		t.Fatalf("PidAlive(%d, redis-server) = false for a running redis", pid)
+	}
+	if PidAlive(pid, "mariadbd") {
+		t.Fatalf("PidAlive(%d, mariadbd) = true for redis", pid)
+	}
+	if err := r.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if PidAlive(pid, "redis-server") || PidAlive(pid, "") {
+		t.Fatalf("PidAlive true after Stop")
+	}
+	if PidAlive(0, "") || PidAlive(-1, "") {
+		t.Fatal("PidAlive true for pid <= 0")
+	}
+}

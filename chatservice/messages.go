@@ -1,0 +1,307 @@
+package chatservice
+
+import (
+	"errors"
+	"time"
+
+	"clusterchat/chatservice/protocol"
+	"clusterchat/model"
+)
+
+// messageFrame renders a message as its push (201 or 202); with msgid 0
+// it renders the HISTORY shape, which is the push without msgid.
+func messageFrame(m model.Message, push bool) []byte {
+	var w *frameWriter
+	if push {
+		if m.Conv.IsGroup() {
+			w = newFrame(protocol.PushGroupChat)
+		} else {
+			w = newFrame(protocol.PushChat)
+		}
+		w.b = append(w.b, ',')
+	} else {
+		w = &frameWriter{b: append(make([]byte, 0, 128), '{')}
+	}
+	start := len(w.b)
+	if m.Conv.IsGroup() {
+		w.Int("groupid", m.Conv.Group)
+	}
+	w.Int("from", m.From).Str("fromname", m.FromName)
+	if !m.Conv.IsGroup() {
+		w.Int("toid", m.Conv.Peer(m.From))
+	}
+	w.Str("msg", m.Body).Int("seq", m.Seq).Int("time", m.Time).Str("cid", m.CID)
+	// key() writes a leading comma; the first field of the object has none.
+	w.b = append(w.b[:start], w.b[start+1:]...)
+	return w.Bytes()
+}
+
+func (s *Service) handleOneChat(c *call) *apiError {
+	toid := c.req.id("toid")
+	msg := c.req.msgText()
+	cid := c.req.cid()
+	if c.req.err != nil {
+		return c.req.err
+	}
+	me := c.sess.userID.Load()
+	if me == 0 {
+		return errNotLoggedIn
+	}
+	if toid == me {
+		return errf(protocol.ErrBadRequest, "toid names yourself")
+	}
+	ctx, cancel := s.storeCtx()
+	defer cancel()
+	if _, err := s.store.UserByID(ctx, toid); err != nil {
+		return s.storeErr(err, "user")
+	}
+	if ok, err := s.store.AreFriends(ctx, me, toid); err != nil {
+		return s.storeErr(err, "friend")
+	} else if !ok {
+		return errf(protocol.ErrForbidden, "user %d is not your friend", toid)
+	}
+	return s.sendMessage(c, model.Direct(me, toid), me, msg, cid, []int64{toid, me})
+}
+
+func (s *Service) handleGroupChat(c *call) *apiError {
+	gid, me, aerr := s.groupCall(c)
+	msg := c.req.msgText()
+	cid := c.req.cid()
+	if c.req.err != nil {
+		return c.req.err
+	}
+	if aerr != nil {
+		return aerr
+	}
+	ctx, cancel := s.storeCtx()
+	defer cancel()
+	if _, aerr := s.membership(ctx, gid, me); aerr != nil {
+		return aerr
+	}
+	members, err := s.store.GroupMembers(ctx, gid)
+	if err != nil {
+		return s.groupErr(err)
+	}
+	return s.sendMessage(c, model.GroupConv(gid), me, msg, cid, memberIDs(members))
+}
+
+// sendMessage stores a message (durably, before the response), answers
+// seq and time, then pushes it to every recipient session and the
+// sender's other sessions.
+func (s *Service) sendMessage(c *call, conv model.Conv, me int64, body, cid string, recipients []int64) *apiError {
+	ctx, cancel := s.storeCtx()
+	defer cancel()
+	name, aerr := s.myName(ctx, me)
+	if aerr != nil {
+		return aerr
+	}
+	start := time.Now()
+	m, dup, err := s.store.StoreMessage(ctx, model.NewMessage{
+		Conv: conv, From: me, FromName: name, Body: body, CID: cid, Time: start.UnixMilli(),
+	})
+	s.metrics.storeLatency.Observe(time.Since(start).Seconds())
+	if errors.Is(err, model.ErrForbidden) {
+		return errf(protocol.ErrForbidden, "not a member of this group")
+	} else if errors.Is(err, model.ErrNotFound) {
+		return errf(protocol.ErrNotFound, "no such group")
+	} else if err != nil {
+		return s.storeErr(err, "message")
+	}
+	if !dup {
+		s.metrics.messages.Inc()
+	}
+	c.resp.Int("seq", m.Seq).Int("time", m.Time)
+	frame := messageFrame(m, true)
+	c.after = func() { s.push(recipients, frame, c.sess) }
+	return nil
+}
+
+func (s *Service) handleHistory(c *call) *apiError {
+	hasF, hasG := c.req.has("friendid"), c.req.has("groupid")
+	if hasF == hasG {
+		return errf(protocol.ErrBadRequest, "name exactly one of friendid or groupid")
+	}
+	var fid, gid int64
+	if hasF {
+		fid = c.req.id("friendid")
+	} else {
+		gid = c.req.id("groupid")
+	}
+	before := c.req.optID("before")
+	limit := int64(protocol.DefaultHistoryLimit)
+	if c.req.has("limit") {
+		v := c.req.root.Get("limit")
+		n, ok := parseJSONInt(v)
+		if !ok || n < 1 || n > protocol.MaxHistoryLimit {
+			c.req.fail(protocol.ErrBadRequest, "limit must be an integer from 1 to 100")
+		}
+		limit = n
+	}
+	if c.req.err != nil {
+		return c.req.err
+	}
+	me := c.sess.userID.Load()
+	if me == 0 {
+		return errNotLoggedIn
+	}
+	ctx, cancel := s.storeCtx()
+	defer cancel()
+	var conv model.Conv
+	var floor int64
+	if hasF {
+		if fid == me {
+			return errf(protocol.ErrBadRequest, "friendid names yourself")
+		}
+		if _, err := s.store.UserByID(ctx, fid); err != nil {
+			return s.storeErr(err, "user")
+		}
+		if ok, err := s.store.AreFriends(ctx, me, fid); err != nil {
+			return s.storeErr(err, "friend")
+		} else if !ok {
+			return errf(protocol.ErrForbidden, "user %d is not your friend", fid)
+		}
+		conv = model.Direct(me, fid)
+	} else {
+		m, aerr := s.membership(ctx, gid, me)
+		if aerr != nil {
+			return aerr
+		}
+		conv, floor = model.GroupConv(gid), m.JoinedSeq
+	}
+	msgs, err := s.store.Messages(ctx, conv, floor, before, int(limit))
+	if err != nil {
+		return s.storeErr(err, "history")
+	}
+	a := make([]byte, 0, 64+len(msgs)*160)
+	a = append(a, '[')
+	for i, m := range msgs {
+		if i > 0 {
+			a = append(a, ',')
+		}
+		a = append(a, messageFrame(m, false)...)
+	}
+	c.resp.Raw("messages", append(a, ']'))
+	return nil
+}
+
+func (s *Service) handleAck(c *call) *apiError {
+	arr := c.req.root.Get("acks")
+	if !arr.Exists() || !arr.IsArray() {
+		return errf(protocol.ErrBadRequest, "acks must be an array")
+	}
+	entries := arr.Array()
+	if len(entries) == 0 {
+		return errf(protocol.ErrBadRequest, "acks is empty")
+	}
+	type ackReq struct {
+		friend, group, seq int64
+	}
+	reqs := make([]ackReq, 0, len(entries))
+	for _, e := range entries {
+		if !e.IsObject() {
+			return errf(protocol.ErrBadRequest, "each ack must be an object")
+		}
+		hasF, hasG := e.Get("friendid").Exists(), e.Get("groupid").Exists()
+		if hasF == hasG {
+			return errf(protocol.ErrBadRequest, "each ack names exactly one of friendid or groupid")
+		}
+		sub := &request{root: e}
+		var a ackReq
+		if hasF {
+			a.friend = sub.id("friendid")
+		} else {
+			a.group = sub.id("groupid")
+		}
+		a.seq = sub.id("seq")
+		if sub.err != nil {
+			return sub.err
+		}
+		reqs = append(reqs, a)
+	}
+	me := c.sess.userID.Load()
+	if me == 0 {
+		return errNotLoggedIn
+	}
+	for _, a := range reqs {
+		if a.friend == me {
+			return errf(protocol.ErrBadRequest, "friendid names yourself")
+		}
+	}
+	ctx, cancel := s.storeCtx()
+	defer cancel()
+	// Existence (404) of every target before permission (403).
+	for _, a := range reqs {
+		if a.friend != 0 {
+			if _, err := s.store.UserByID(ctx, a.friend); err != nil {
+				return s.storeErr(err, "user")
+			}
+		} else if _, err := s.store.GroupByID(ctx, a.group); err != nil {
+			return s.groupErr(err)
+		}
+	}
+	acks := make([]model.Ack, 0, len(reqs))
+	for _, a := range reqs {
+		if a.friend != 0 {
+			if ok, err := s.store.AreFriends(ctx, me, a.friend); err != nil {
+				return s.storeErr(err, "friend")
+			} else if !ok {
+				return errf(protocol.ErrForbidden, "user %d is not your friend", a.friend)
+			}
+			acks = append(acks, model.Ack{Conv: model.Direct(me, a.friend), Seq: a.seq})
+		} else {
+			if _, aerr := s.membership(ctx, a.group, me); aerr != nil {
+				return aerr
+			}
+			acks = append(acks, model.Ack{Conv: model.GroupConv(a.group), Seq: a.seq})
+		}
+	}
+	if err := s.store.AckMessages(ctx, me, acks); err != nil {
+		return s.storeErr(err, "ack")
+	}
+	return nil
+}
+
+// pushOffline pushes every message above the user's cursor in each of its
+// conversations, ascending, at most MaxOfflinePerConv per conversation.
+func (s *Service) pushOffline(sess *session, uid int64) {
+	ctx, cancel := s.storeCtx()
+	defer cancel()
+	friends, err := s.store.Friends(ctx, uid)
+	if err != nil {
+		s.log.Warn("offline push: cannot list friends", "user", uid, "err", err)
+		return
+	}
+	groups, err := s.store.UserGroups(ctx, uid)
+	if err != nil {
+		s.log.Warn("offline push: cannot list groups", "user", uid, "err", err)
+		return
+	}
+	type pending struct {
+		conv  model.Conv
+		after int64
+	}
+	var todo []pending
+	for _, f := range friends {
+		if f.LastSeq > f.Cursor {
+			todo = append(todo, pending{model.Direct(uid, f.User.ID), f.Cursor})
+		}
+	}
+	for _, g := range groups {
+		if after := max(g.Cursor, g.JoinedSeq); g.LastSeq > after {
+			todo = append(todo, pending{model.GroupConv(g.Group.ID), after})
+		}
+	}
+	for _, p := range todo {
+		msgs, err := s.store.Messages(ctx, p.conv, p.after, 0, protocol.MaxOfflinePerConv)
+		if err != nil {
+			s.log.Warn("offline push: cannot read messages", "user", uid, "err", err)
+			return
+		}
+		for _, m := range msgs {
+			if sess.conn.Send(messageFrame(m, true)) != nil {
+				return
+			}
+		}
+		s.metrics.pushes.Add(float64(len(msgs)))
+	}
+}

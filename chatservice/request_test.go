@@ -1,0 +1,223 @@
+package chatservice
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseFrame(t *testing.T) {
+	tests := []struct {
+		name      string
+		frame     string
+		wantErr   bool
+		wantMsgID int
+		reqid     int64
+		hasReqID  bool
+		badReqID  bool
+	}{
+		{name: "ping", frame: `{"msgid":4}`, wantMsgID: 4},
+		{name: "with reqid", frame: `{"msgid":4,"reqid":7}`, wantMsgID: 4, reqid: 7, hasReqID: true},
+		{name: "max reqid", frame: `{"msgid":4,"reqid":9007199254740991}`, wantMsgID: 4, reqid: 9007199254740991, hasReqID: true},
+		{name: "reqid too large", frame: `{"msgid":4,"reqid":9007199254740992}`, wantMsgID: 4, badReqID: true},
+		{name: "reqid string", frame: `{"msgid":4,"reqid":"7"}`, wantMsgID: 4, badReqID: true},
+		{name: "reqid negative", frame: `{"msgid":4,"reqid":-1}`, wantMsgID: 4, badReqID: true},
+		{name: "reqid fraction", frame: `{"msgid":4,"reqid":1.5}`, wantMsgID: 4, badReqID: true},
+		{name: "leading space", frame: ` {"msgid":4}`, wantMsgID: 4},
+		{name: "first key counts", frame: `{"msgid":4,"msgid":5}`, wantMsgID: 4},
+		{name: "undefined request", frame: `{"msgid":50}`, wantMsgID: 50},
+		{name: "array", frame: `[{"msgid":4}]`, wantErr: true},
+		{name: "truncated", frame: `{"msgid":4`, wantErr: true},
+		{name: "trailing bytes", frame: `{"msgid":4}x`, wantErr: true},
+		{name: "two objects", frame: `{"msgid":4}{"msgid":4}`, wantErr: true},
+		{name: "invalid utf8", frame: "{\"msgid\":4,\"x\":\"\xff\"}", wantErr: true},
+		{name: "no msgid", frame: `{"reqid":1}`, wantErr: true, reqid: 1, hasReqID: true},
+		{name: "msgid fraction", frame: `{"msgid":1.5}`, wantErr: true},
+		{name: "msgid exponent", frame: `{"msgid":1e1}`, wantErr: true},
+		{name: "msgid string", frame: `{"msgid":"4"}`, wantErr: true},
+		{name: "msgid zero", frame: `{"msgid":0}`, wantErr: true},
+		{name: "msgid response", frame: `{"msgid":150,"reqid":3}`, wantErr: true, reqid: 3, hasReqID: true},
+		{name: "number", frame: `42`, wantErr: true},
+		{name: "empty object", frame: `{}`, wantErr: true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, ferr := parseFrame([]byte(tc.frame))
+			if tc.wantErr {
+				if ferr == nil {
+					t.Fatalf("parseFrame(%q) = msgid %d, want a frame error", tc.frame, req.msgid)
+				}
+				if ferr.hasReqID != tc.hasReqID || ferr.reqid != tc.reqid {
+					t.Fatalf("frame error reqid = %d/%v, want %d/%v", ferr.reqid, ferr.hasReqID, tc.reqid, tc.hasReqID)
+				}
+				return
+			}
+			if ferr != nil {
+				t.Fatalf("parseFrame(%q): %s", tc.frame, ferr.errmsg)
+			}
+			if req.msgid != tc.wantMsgID || req.reqid != tc.reqid || req.hasReqID != tc.hasReqID || req.badReqID != tc.badReqID {
+				t.Fatalf("parseFrame(%q) = %+v", tc.frame, req)
+			}
+		})
+	}
+}
+
+func TestFieldRules(t *testing.T) {
+	tests := []struct {
+		name  string
+		frame string
+		read  func(r *request)
+		errno int // 0: no error
+	}{
+		{"id ok", `{"msgid":5,"toid":3}`, func(r *request) { r.id("toid") }, 0},
+		{"id missing", `{"msgid":5}`, func(r *request) { r.id("toid") }, 400},
+		{"id null", `{"msgid":5,"toid":null}`, func(r *request) { r.id("toid") }, 400},
+		{"id zero", `{"msgid":5,"toid":0}`, func(r *request) { r.id("toid") }, 400},
+		{"id negative", `{"msgid":5,"toid":-2}`, func(r *request) { r.id("toid") }, 400},
+		{"id float", `{"msgid":5,"toid":1.0}`, func(r *request) { r.id("toid") }, 400},
+		{"id exponent", `{"msgid":5,"toid":1e3}`, func(r *request) { r.id("toid") }, 400},
+		{"id string", `{"msgid":5,"toid":"3"}`, func(r *request) { r.id("toid") }, 400},
+		{"str empty", `{"msgid":5,"msg":""}`, func(r *request) { r.msgText() }, 400},
+		{"str number", `{"msgid":5,"msg":3}`, func(r *request) { r.msgText() }, 400},
+		{"msg 4096", `{"msgid":5,"msg":"` + strings.Repeat("a", 4096) + `"}`, func(r *request) { r.msgText() }, 0},
+		{"msg 4097", `{"msgid":5,"msg":"` + strings.Repeat("a", 4097) + `"}`, func(r *request) { r.msgText() }, 413},
+		{"lone surrogate", `{"msgid":5,"msg":"a\ud800b"}`, func(r *request) { r.msgText() }, 400},
+		{"lone low surrogate", `{"msgid":5,"msg":"\udc00"}`, func(r *request) { r.msgText() }, 400},
+		{"surrogate pair", `{"msgid":5,"msg":"\ud83d\ude00"}`, func(r *request) { r.msgText() }, 0},
+		{"escaped backslash u", `{"msgid":5,"msg":"\\ud800"}`, func(r *request) { r.msgText() }, 0},
+		{"cid 64", `{"msgid":5,"cid":"` + strings.Repeat("c", 64) + `"}`, func(r *request) { r.cid() }, 0},
+		{"cid 65", `{"msgid":5,"cid":"` + strings.Repeat("c", 65) + `"}`, func(r *request) { r.cid() }, 400},
+		{"name ok", `{"msgid":2,"name":"Ünïcødé"}`, func(r *request) { r.userName("name") }, 0},
+		{"name 32 runes", `{"msgid":2,"name":"` + strings.Repeat("é", 32) + `"}`, func(r *request) { r.userName("name") }, 0},
+		{"name 33 runes", `{"msgid":2,"name":"` + strings.Repeat("é", 33) + `"}`, func(r *request) { r.userName("name") }, 400},
+		{"name leading space", `{"msgid":2,"name":" bob"}`, func(r *request) { r.userName("name") }, 400},
+		{"name trailing nbsp", `{"msgid":2,"name":"bob\u00a0"}`, func(r *request) { r.userName("name") }, 400},
+		{"name inner space", `{"msgid":2,"name":"bo b"}`, func(r *request) { r.userName("name") }, 0},
+		{"name control", `{"msgid":2,"name":"bo\u0007b"}`, func(r *request) { r.userName("name") }, 400},
+		{"name format char", `{"msgid":2,"name":"bo\u200bb"}`, func(r *request) { r.userName("name") }, 400},
+		{"optStr null", `{"msgid":9,"groupdesc":null}`, func(r *request) { r.optStr("groupdesc", "") }, 400},
+		{"optStr empty", `{"msgid":9,"groupdesc":""}`, func(r *request) { r.optStr("groupdesc", "") }, 0},
+		{"optID null", `{"msgid":18,"before":null}`, func(r *request) { r.optID("before") }, 400},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			req, ferr := parseFrame([]byte(tc.frame))
+			if ferr != nil {
+				t.Fatalf("parseFrame: %s", ferr.errmsg)
+			}
+			tc.read(req)
+			got := 0
+			if req.err != nil {
+				got = req.err.errno
+			}
+			if got != tc.errno {
+				t.Fatalf("errno = %d (%v), want %d", got, req.err, tc.errno)
+			}
+		})
+	}
+}
+
+func TestFrameWriterIsValidJSON(t *testing.T) {
+	nasty := "quote\" backslash\\ nl\n tab\t bell\x07 nul\x00 ls\u2028 emoji😀 invalid\xff"
+	a := newArray()
+	a.Obj().Int("id", 1).Str("name", nasty).Bool("online", true).End()
+	a.Obj().End()
+	frame := newFrame(215).Int("errno", 0).Str("s", nasty).Raw("list", a.Bytes()).Raw("empty", newArray().Bytes()).Bytes()
+	var got struct {
+		MsgID int              `json:"msgid"`
+		S     string           `json:"s"`
+		List  []map[string]any `json:"list"`
+		Empty []any            `json:"empty"`
+	}
+	if err := json.Unmarshal(frame, &got); err != nil {
+		t.Fatalf("invalid JSON %s: %v", frame, err)
+	}
+	want := strings.ToValidUTF8(nasty, "\ufffd")
+	if got.MsgID != 215 || got.S != want || len(got.List) != 2 || got.List[0]["name"] != want || got.Empty == nil {
+		t.Fatalf("round trip: %+v from %s", got, frame)
+	}
+}
+
+func TestMessageFrameShapes(t *testing.T) {
+	m := messageFrame(testMessage(false), true)
+	h := messageFrame(testMessage(false), false)
+	g := messageFrame(testMessage(true), true)
+	for _, f := range [][]byte{m, h, g} {
+		if !json.Valid(f) {
+			t.Fatalf("invalid JSON: %s", f)
+		}
+	}
+	if want := `{"msgid":201,"from":1,"fromname":"ann","toid":2,"msg":"hi","seq":3,"time":1000,"cid":"c1"}`; string(m) != want {
+		t.Fatalf("chat push = %s, want %s", m, want)
+	}
+	if want := `{"from":1,"fromname":"ann","toid":2,"msg":"hi","seq":3,"time":1000,"cid":"c1"}`; string(h) != want {
+		t.Fatalf("history entry = %s, want %s", h, want)
+	}
+	if want := `{"msgid":202,"groupid":9,"from":1,"fromname":"ann","msg":"hi","seq":3,"time":1000,"cid":"c1"}`; string(g) != want {
+		t.Fatalf("group push = %s, want %s", g, want)
+	}
+}
+
+func TestTokenBucket(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b := newTokenBucket(10, 20, now)
+	for i := 0; i < 20; i++ {
+		if ok, _ := b.take(now); !ok {
+			t.Fatalf("request %d refused within the burst", i+1)
+		}
+	}
+	ok, retry := b.take(now)
+	if ok || retry != 100 {
+		t.Fatalf("21st request: ok=%v retry=%d, want refused with retry 100 ms", ok, retry)
+	}
+	if ok, _ := b.take(now.Add(100 * time.Millisecond)); !ok {
+		t.Fatal("a token should have come back after 100 ms")
+	}
+	off := newTokenBucket(-1, -1, now)
+	for i := 0; i < 1000; i++ {
+		if ok, _ := off.take(now); !ok {
+			t.Fatal("a disabled limit refused a request")
+		}
+	}
+}
+
+func TestBadFrameWindow(t *testing.T) {
+	var w badFrameWindow
+	now := time.Unix(1000, 0)
+	for i := 0; i < 20; i++ {
+		if w.add(now.Add(time.Duration(i)*time.Second), 20, time.Minute) {
+			t.Fatalf("bad frame %d closed the connection", i+1)
+		}
+	}
+	if !w.add(now.Add(30*time.Second), 20, time.Minute) {
+		t.Fatal("the 21st bad frame within 60 s did not close")
+	}
+	var w2 badFrameWindow
+	for i := 0; i < 40; i++ {
+		if w2.add(now.Add(time.Duration(i)*4*time.Second), 20, time.Minute) {
+			t.Fatalf("bad frames spread over 4 s each closed at %d", i+1)
+		}
+	}
+}
+
+func TestLoginThrottle(t *testing.T) {
+	th := newLoginThrottle(10, time.Minute)
+	now := time.Unix(1000, 0)
+	for i := 0; i < 10; i++ {
+		if ok, _ := th.check(7, now.Add(time.Duration(i)*time.Second)); !ok {
+			t.Fatalf("attempt %d refused", i+1)
+		}
+		th.fail(7, now.Add(time.Duration(i)*time.Second))
+	}
+	ok, retry := th.check(7, now.Add(10*time.Second))
+	if ok || retry != 50_000 {
+		t.Fatalf("11th attempt: ok=%v retry=%d, want refused with 50000 ms", ok, retry)
+	}
+	if ok, _ := th.check(8, now); !ok {
+		t.Fatal("another account was throttled")
+	}
+	if ok, _ := th.check(7, now.Add(60*time.Second)); !ok {
+		t.Fatal("the oldest failure left the window but the account is still throttled")
+	}
+}

@@ -1,0 +1,245 @@
+// Package chatservice is the ClusterChat application on netcore: a dispatch
+// table msgid → handler, sessions, routing of pushes to local connections
+// and over the bus, and every rule of the wire protocol (docs/protocol.md).
+//
+// Threading: frames arrive on netcore's event loops, where only cheap
+// checks run (frame shape, rate limit, bad-frame count). Each request then
+// runs on the connection's ordered executor queue, so requests of one
+// connection are answered one after another in arrival order while
+// different connections run in parallel; handlers may block on the store,
+// the bus or password hashing.
+package chatservice
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"clusterchat/bus"
+	"clusterchat/chatservice/protocol"
+	"clusterchat/model"
+	"clusterchat/netcore"
+)
+
+// Config holds the service's settings. Zero values take the documented
+// defaults of PROTOCOL.md §6–§7.
+type Config struct {
+	Listen        string        // default 127.0.0.1:8000
+	Node          string        // this server's name in a cluster; default "local"
+	MaxFrame      int           // default 65536
+	IdleTimeout   time.Duration // default 90s; negative turns it off
+	HighWater     int           // default 4 MiB
+	MsgRate       int           // requests/s per connection; default 100; negative = off
+	MsgBurst      int           // default 200; negative = off
+	BcryptCost    int           // default 10
+	ProxyProtocol bool          // read a PROXY protocol header first (behind nginx)
+	Loops         int           // event loops; default the number of cores
+	Workers       int           // executor workers; default 256
+	QueueLen      int           // per-connection queue; default 1024
+	HashWorkers   int           // concurrent bcrypt computations; default cores
+	HashQueue     int           // logins waiting for bcrypt before 503; default 256
+	StoreTimeout  time.Duration // per store call; default 5s
+	Logger        *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8000"
+	}
+	if c.Node == "" {
+		c.Node = "local"
+	}
+	if c.MaxFrame <= 0 {
+		c.MaxFrame = protocol.DefaultMaxFrame
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 90 * time.Second
+	}
+	if c.IdleTimeout < 0 {
+		c.IdleTimeout = 0
+	}
+	if c.HighWater <= 0 {
+		c.HighWater = 4 << 20
+	}
+	if c.MsgRate == 0 {
+		c.MsgRate = 100
+	}
+	if c.MsgBurst == 0 {
+		c.MsgBurst = 200
+	}
+	if c.BcryptCost == 0 {
+		c.BcryptCost = 10
+	}
+	if c.Workers <= 0 {
+		c.Workers = 256
+	}
+	if c.QueueLen <= 0 {
+		c.QueueLen = 1024
+	}
+	if c.HashWorkers <= 0 {
+		c.HashWorkers = runtime.NumCPU()
+	}
+	if c.HashQueue <= 0 {
+		c.HashQueue = 256
+	}
+	if c.StoreTimeout <= 0 {
+		c.StoreTimeout = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Service is one chat server.
+type Service struct {
+	cfg      Config
+	log      *slog.Logger
+	store    model.Store
+	bus      bus.Bus
+	server   *netcore.Server
+	exec     *netcore.Executor
+	reg      *registry
+	hasher   *hasher
+	throttle *loginThrottle
+	metrics  *Metrics
+	handlers map[int]handler
+	ctx      context.Context // cancelled by Shutdown
+	cancel   context.CancelFunc
+}
+
+// BusFactory builds the service's bus once the service can receive from it.
+type BusFactory func(opts bus.Options) (bus.Bus, error)
+
+// New builds a service on store, with the bus made by newBus. It does not
+// listen until Start.
+func New(cfg Config, store model.Store, newBus BusFactory) (*Service, error) {
+	cfg.setDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Service{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		store:    store,
+		reg:      newRegistry(),
+		hasher:   newHasher(cfg.BcryptCost, cfg.HashWorkers, cfg.HashQueue),
+		throttle: newLoginThrottle(10, time.Minute),
+		metrics:  newMetrics(),
+		ctx:      ctx,
+		cancel:   cancel,
+	}
+	s.handlers = s.dispatchTable()
+	b, err := newBus(bus.Options{Node: cfg.Node, Handler: s.onBusMessage, OnResync: s.onBusResync})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("chatservice: open bus: %w", err)
+	}
+	s.bus = b
+	s.exec = netcore.NewExecutor(netcore.ExecutorOptions{Workers: cfg.Workers, QueueLen: cfg.QueueLen})
+	srv, err := netcore.NewServer(netcore.Options{
+		Addr:          cfg.Listen,
+		Loops:         cfg.Loops,
+		MaxFrame:      cfg.MaxFrame,
+		IdleTimeout:   cfg.IdleTimeout,
+		HighWater:     cfg.HighWater,
+		ProxyProtocol: cfg.ProxyProtocol,
+		Logger:        cfg.Logger,
+		OnConnect:     s.onConnect,
+		OnDisconnect:  s.onDisconnect,
+		OnMessage:     s.onMessage,
+		OnFrameError:  s.onFrameError,
+		OnHighWater:   s.onHighWater,
+	})
+	if err != nil {
+		cancel()
+		_ = b.Close()
+		return nil, fmt.Errorf("chatservice: %w", err)
+	}
+	s.server = srv
+	s.metrics.bind(s)
+	return s, nil
+}
+
+// Start listens and serves.
+func (s *Service) Start() error {
+	if err := s.server.Start(); err != nil {
+		return fmt.Errorf("chatservice: start: %w", err)
+	}
+	s.log.Info("chat server listening", "addr", s.server.Addr().String(), "node", s.cfg.Node)
+	return nil
+}
+
+// Addr returns the listening address.
+func (s *Service) Addr() string { return s.server.Addr().String() }
+
+// Metrics returns the service's Prometheus metrics.
+func (s *Service) Metrics() *Metrics { return s.metrics }
+
+// Shutdown pushes GOAWAY to every connection, stops accepting, flushes
+// pending output, closes every connection and stops the workers, within
+// ctx's deadline. The store and the bus are closed by their owner.
+func (s *Service) Shutdown(ctx context.Context) error {
+	goaway := newFrame(protocol.PushGoAway).Str("reason", "server shutting down").Bytes()
+	s.server.Range(func(c *netcore.Conn) bool {
+		_ = c.Send(goaway)
+		return true
+	})
+	err := s.server.Shutdown(ctx)
+	s.cancel()
+	if e := s.exec.Close(ctx); e != nil && err == nil {
+		err = e
+	}
+	if e := s.bus.Close(); e != nil && err == nil {
+		err = e
+	}
+	return err
+}
+
+// Ready reports whether the store answers.
+func (s *Service) Ready(ctx context.Context) error { return s.store.Ping(ctx) }
+
+// apiError is a request's failure: its errno and a reason in words.
+type apiError struct {
+	errno      int
+	msg        string
+	retryAfter int64 // ms, for 429
+}
+
+func (e *apiError) Error() string { return fmt.Sprintf("%d %s", e.errno, e.msg) }
+
+func errf(errno int, format string, args ...any) *apiError {
+	return &apiError{errno: errno, msg: fmt.Sprintf(format, args...)}
+}
+
+var (
+	errNotLoggedIn = &apiError{errno: protocol.ErrUnauthorized, msg: "not logged in"}
+	errBadCreds    = &apiError{errno: protocol.ErrUnauthorized, msg: "wrong credentials"}
+)
+
+// storeErr maps a store error to an apiError: the model's sentinels to
+// their errno (with what), anything else to 503.
+func (s *Service) storeErr(err error, what string) *apiError {
+	switch {
+	case errors.Is(err, model.ErrNotFound):
+		return errf(protocol.ErrNotFound, "%s not found", what)
+	case errors.Is(err, model.ErrNameTaken):
+		return errf(protocol.ErrConflict, "name is taken")
+	case errors.Is(err, model.ErrConflict):
+		return errf(protocol.ErrConflict, "%s: conflict", what)
+	case errors.Is(err, model.ErrForbidden):
+		return errf(protocol.ErrForbidden, "%s: not allowed", what)
+	case errors.Is(err, model.ErrCIDConflict):
+		return errf(protocol.ErrConflict, "cid already used for another message")
+	case errors.Is(err, model.ErrSeqBeyond):
+		return errf(protocol.ErrBadRequest, "seq is beyond the conversation's last message")
+	}
+	s.log.Warn("store unavailable", "op", what, "err", err)
+	s.metrics.storeErrors.Inc()
+	return errf(protocol.ErrUnavailable, "storage temporarily unavailable, retry")
+}
+
+// storeCtx bounds one store call.
+func (s *Service) storeCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(s.ctx, s.cfg.StoreTimeout)
+}

@@ -1,0 +1,158 @@
+package chatservice
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"clusterchat/netcore"
+)
+
+// session is the chat state of one connection.
+//
+// Fields are owned by one side each: limiter and badFrames by the
+// connection's event loop (arrival checks); user, name and token by the
+// connection's executor queue, where its requests run one after another.
+// userID is atomic because pushes from other goroutines read it.
+type session struct {
+	conn  *netcore.Conn
+	queue *netcore.Queue
+
+	// loop-owned
+	limiter   tokenBucket
+	badFrames badFrameWindow
+
+	// queue-owned
+	tokenHash []byte
+
+	userID atomic.Int64 // 0 while logged out
+}
+
+func (s *session) loggedIn() bool { return s.userID.Load() != 0 }
+
+// registry maps user ids to their sessions on this server.
+type registry struct {
+	mu    sync.RWMutex
+	users map[int64]*localUser
+}
+
+// localUser is a user with at least one session on this server.
+type localUser struct {
+	name     string // current name, kept fresh by SET_NAME and PROFILE pushes
+	sessions []*session
+}
+
+func newRegistry() *registry { return &registry{users: make(map[int64]*localUser)} }
+
+// add registers a logged-in session and reports whether it is the user's
+// first on this server.
+func (r *registry) add(userID int64, name string, s *session) (first bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u := r.users[userID]
+	if u == nil {
+		u = &localUser{}
+		r.users[userID] = u
+		first = true
+	}
+	u.name = name
+	u.sessions = append(u.sessions, s)
+	return first
+}
+
+// remove unregisters a session and reports whether it was the user's last
+// on this server.
+func (r *registry) remove(userID int64, s *session) (last bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	u := r.users[userID]
+	if u == nil {
+		return false
+	}
+	for i, x := range u.sessions {
+		if x == s {
+			u.sessions = append(u.sessions[:i], u.sessions[i+1:]...)
+			break
+		}
+	}
+	if len(u.sessions) == 0 {
+		delete(r.users, userID)
+		return true
+	}
+	return false
+}
+
+// name returns the cached name of a local user.
+func (r *registry) name(userID int64) (string, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if u := r.users[userID]; u != nil {
+		return u.name, true
+	}
+	return "", false
+}
+
+// setName updates the cached name of a local user.
+func (r *registry) setName(userID int64, name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if u := r.users[userID]; u != nil {
+		u.name = name
+	}
+}
+
+// online reports whether the user has a session here.
+func (r *registry) online(userID int64) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.users[userID] != nil
+}
+
+// count returns the number of local users and sessions.
+func (r *registry) count() (users, sessions int) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, u := range r.users {
+		sessions += len(u.sessions)
+	}
+	return len(r.users), sessions
+}
+
+// send writes frame to every local session of userID except skip, and
+// returns how many sessions it reached.
+func (r *registry) send(userID int64, frame []byte, skip *session) int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	u := r.users[userID]
+	if u == nil {
+		return 0
+	}
+	n := 0
+	for _, s := range u.sessions {
+		if s != skip && s.conn.Send(frame) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// userIDs returns the ids of all local users.
+func (r *registry) userIDs() []int64 {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	ids := make([]int64, 0, len(r.users))
+	for id := range r.users {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
+// sessionsOf returns a copy of the user's local sessions.
+func (r *registry) sessionsOf(userID int64) []*session {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	u := r.users[userID]
+	if u == nil {
+		return nil
+	}
+	return append([]*session(nil), u.sessions...)
+}

@@ -26,6 +26,14 @@ type call struct {
 	req   *request
 	resp  *frameWriter // the response, msgid/reqid/errno already written
 	after func()       // runs on the queue after the response was sent
+	sent  bool         // the response went out early (respondNow)
+}
+
+// respondNow sends the successful response before the handler returns, so
+// that work done afterwards (pushes) does not delay it.
+func (c *call) respondNow() {
+	_ = c.sess.conn.Send(c.resp.Bytes())
+	c.sent = true
 }
 
 // handler answers one request type. It reads its fields from c.req, adds
@@ -135,7 +143,9 @@ func (s *Service) handle(sess *session, req *request, limited bool, retryAfter i
 	} else {
 		out = c.resp.Bytes()
 	}
-	_ = sess.conn.Send(out)
+	if !c.sent || err != nil {
+		_ = sess.conn.Send(out)
+	}
 	s.metrics.observeRequest(req.msgid, time.Since(start))
 	if err == nil && c.after != nil {
 		c.after()

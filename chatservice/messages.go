@@ -95,6 +95,12 @@ func (s *Service) sendMessage(c *call, conv model.Conv, me int64, body, cid stri
 	if aerr != nil {
 		return aerr
 	}
+	// Pushes of one conversation leave this server in seq order: the
+	// conversation's stripe lock is held from storing to publishing, so a
+	// later seq cannot overtake an earlier one (PROTOCOL.md §6).
+	mu := s.convLocks.of(conv)
+	mu.Lock()
+	defer mu.Unlock()
 	start := time.Now()
 	m, dup, err := s.store.StoreMessage(ctx, model.NewMessage{
 		Conv: conv, From: me, FromName: name, Body: body, CID: cid, Time: start.UnixMilli(),
@@ -111,8 +117,8 @@ func (s *Service) sendMessage(c *call, conv model.Conv, me int64, body, cid stri
 		s.metrics.messages.Inc()
 	}
 	c.resp.Int("seq", m.Seq).Int("time", m.Time)
-	frame := messageFrame(m, true)
-	c.after = func() { s.push(recipients, frame, c.sess) }
+	c.respondNow()
+	s.push(recipients, messageFrame(m, true), c.sess)
 	return nil
 }
 

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"sync"
 	"time"
 
 	"clusterchat/bus"
@@ -95,19 +96,20 @@ func (c *Config) setDefaults() {
 
 // Service is one chat server.
 type Service struct {
-	cfg      Config
-	log      *slog.Logger
-	store    model.Store
-	bus      bus.Bus
-	server   *netcore.Server
-	exec     *netcore.Executor
-	reg      *registry
-	hasher   *hasher
-	throttle *loginThrottle
-	metrics  *Metrics
-	handlers map[int]handler
-	ctx      context.Context // cancelled by Shutdown
-	cancel   context.CancelFunc
+	cfg       Config
+	log       *slog.Logger
+	store     model.Store
+	bus       bus.Bus
+	server    *netcore.Server
+	exec      *netcore.Executor
+	reg       *registry
+	hasher    *hasher
+	throttle  *loginThrottle
+	metrics   *Metrics
+	handlers  map[int]handler
+	convLocks stripedLocks
+	ctx       context.Context // cancelled by Shutdown
+	cancel    context.CancelFunc
 }
 
 // BusFactory builds the service's bus once the service can receive from it.
@@ -242,4 +244,13 @@ func (s *Service) storeErr(err error, what string) *apiError {
 // storeCtx bounds one store call.
 func (s *Service) storeCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(s.ctx, s.cfg.StoreTimeout)
+}
+
+// stripedLocks is a fixed array of mutexes picked by conversation, so that
+// per-conversation ordering costs no map and no cleanup.
+type stripedLocks [4096]sync.Mutex
+
+func (l *stripedLocks) of(c model.Conv) *sync.Mutex {
+	h := uint64(c.Group)*0x9E3779B97F4A7C15 ^ uint64(c.A)*0xC2B2AE3D27D4EB4F ^ uint64(c.B)*0x165667B19E3779F9
+	return &l[h%uint64(len(l))]
 }

@@ -1,0 +1,429 @@
+package netcore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
+)
+
+// Connection states, loop-owned.
+const (
+	stateOpen       = iota
+	stateDraining   // Shutdown: waiting for output to drain
+	stateHalfClosed // SHUT_WR sent: waiting for the peer's FIN or the timeout
+	stateClosed
+)
+
+// protocolDrainTimeout bounds the flush before a protocol-error close.
+const protocolDrainTimeout = 2 * time.Second
+
+// Conn is one TCP connection of a Server. Methods say whether they are safe
+// from any goroutine or only on the connection's loop (inside a callback or
+// a timer function of this connection).
+type Conn struct {
+	id   uint64
+	srv  *Server
+	loop *loop
+	gc   gnet.Conn
+	in   inbound
+
+	remote    atomic.Pointer[net.Addr]
+	value     atomic.Pointer[any]
+	connected atomic.Bool // OnConnect was called
+
+	mu          sync.Mutex
+	out         *[]byte // encoded output not yet given to gnet
+	outFrames   int
+	flushQueued bool // a flush will run on the loop
+	sendClosed  bool
+	closed      bool // closed for good (Context cancelled)
+	enc         Codec
+	ctx         context.Context
+	cancel      context.CancelFunc
+	timers      map[*Timer]struct{}
+	reason      CloseReason
+	reasonSet   bool
+
+	// Loop-owned.
+	dec          Codec
+	state        int
+	inTraffic    bool
+	wantClose    bool
+	proxyPending bool
+	lastActive   int64
+	leftover     int
+	drainTimer   *time.Timer
+}
+
+// inbound adapts a gnet.Conn to Inbound.
+type inbound struct{ gc gnet.Conn }
+
+func (in *inbound) Buffered() int { return in.gc.InboundBuffered() }
+func (in *inbound) Peek(n int) ([]byte, error) {
+	b, err := in.gc.Peek(n)
+	if err != nil {
+		return nil, fmt.Errorf("netcore: peek %d bytes: %w", n, err)
+	}
+	return b, nil
+}
+
+// ID returns the connection's server-unique id (1, 2, ...). Any goroutine.
+func (c *Conn) ID() uint64 { return c.id }
+
+// RemoteAddr returns the peer's address; with Options.ProxyProtocol the
+// client address from the PROXY header. Any goroutine.
+func (c *Conn) RemoteAddr() net.Addr {
+	if p := c.remote.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// SetValue attaches user data to the connection. Any goroutine.
+func (c *Conn) SetValue(v any) { c.value.Store(&v) }
+
+// Value returns the data set by SetValue, or nil. Any goroutine.
+func (c *Conn) Value() any {
+	if p := c.value.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Context returns a context cancelled when the connection closes. It is
+// created on first use. Any goroutine.
+func (c *Conn) Context() context.Context {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ctx == nil {
+		c.ctx, c.cancel = context.WithCancel(context.Background())
+		if c.closed {
+			c.cancel()
+		}
+	}
+	return c.ctx
+}
+
+// Send encodes frame with the connection's codec and queues it for
+// writing. Any goroutine; the caller may reuse frame when Send returns.
+// Frames sent from one goroutine are written in call order. Send returns
+// ErrConnClosed once the connection is closed or shutting down, and the
+// codec's error (ErrFrameTooLarge, ErrFrameEmpty, ErrBadLine, ...) for a
+// frame it cannot encode. Send never blocks on the network: output beyond
+// Options.HighWater closes the connection instead.
+func (c *Conn) Send(frame []byte) error {
+	c.mu.Lock()
+	if c.sendClosed {
+		c.mu.Unlock()
+		return fmt.Errorf("netcore: send on conn %d: %w", c.id, ErrConnClosed)
+	}
+	if c.out == nil {
+		c.out = c.srv.getBuf()
+	}
+	b, err := c.enc.Encode(*c.out, frame)
+	if err != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("netcore: send on conn %d: %w", c.id, err)
+	}
+	*c.out = b
+	c.outFrames++
+	trigger := !c.flushQueued
+	c.flushQueued = true
+	c.mu.Unlock()
+	if trigger {
+		if err := c.loop.exec(c.flush); err != nil {
+			return fmt.Errorf("netcore: send on conn %d: %w: %w", c.id, ErrConnClosed, err)
+		}
+	}
+	return nil
+}
+
+// Shutdown closes the connection gracefully for ReasonShutdown: Send fails
+// from now on, output already sent is flushed, then the write side is shut
+// (the peer reads EOF) and the connection closes when the peer closes its
+// side, or after timeout at the latest (timeout <= 0: no limit). Any
+// goroutine.
+func (c *Conn) Shutdown(timeout time.Duration) { c.ShutdownWith(ReasonShutdown, timeout) }
+
+// ShutdownWith is Shutdown with the close reason to report. Any goroutine.
+func (c *Conn) ShutdownWith(reason CloseReason, timeout time.Duration) {
+	c.setReason(reason)
+	_ = c.loop.exec(func() { c.beginDrain(reason, timeout) })
+}
+
+// ForceClose closes the connection now for reason; output still queued in
+// the kernel-side buffers of gnet gets one last non-blocking write. Any
+// goroutine.
+func (c *Conn) ForceClose(reason CloseReason) {
+	c.setReason(reason)
+	_ = c.loop.exec(func() { c.closeOnLoop(reason) })
+}
+
+// SetCodec switches the connection's codec: bytes still buffered and all
+// later input are decoded with it, later Sends encode with it. Only on the
+// connection's loop (from a callback such as OnMessage).
+func (c *Conn) SetCodec(codec Codec) {
+	if codec == nil {
+		return
+	}
+	c.dec = codec
+	c.mu.Lock()
+	c.enc = codec
+	c.mu.Unlock()
+}
+
+// setReason records the close reason; the first one wins.
+func (c *Conn) setReason(r CloseReason) {
+	c.mu.Lock()
+	if !c.reasonSet {
+		c.reason, c.reasonSet = r, true
+	}
+	c.sendClosed = true
+	c.mu.Unlock()
+}
+
+// flush hands queued output to gnet. Loop only.
+func (c *Conn) flush() {
+	c.mu.Lock()
+	b, frames := c.out, c.outFrames
+	c.out, c.outFrames = nil, 0
+	c.flushQueued = false
+	c.mu.Unlock()
+	if b == nil {
+		return
+	}
+	if c.state == stateClosed || c.state == stateHalfClosed {
+		c.srv.putBuf(b)
+		return
+	}
+	n := len(*b)
+	_, err := c.gc.Write(*b)
+	c.srv.putBuf(b)
+	if err != nil {
+		return // gnet closed the connection (OnClose ran)
+	}
+	c.loop.stats.framesOut.Add(uint64(frames))
+	c.loop.stats.bytesOut.Add(uint64(n))
+	c.afterWrite()
+}
+
+// afterWrite checks the high-water mark and output completion. Loop only.
+func (c *Conn) afterWrite() {
+	if c.state == stateClosed {
+		return
+	}
+	buffered := c.gc.OutboundBuffered()
+	o := &c.srv.opts
+	if o.HighWater > 0 && buffered > o.HighWater {
+		if o.OnHighWater != nil {
+			o.OnHighWater(c, buffered)
+		}
+		c.closeOnLoop(ReasonHighWater)
+		return
+	}
+	if buffered > 0 {
+		if o.OnWriteComplete != nil || c.state == stateDraining {
+			c.loop.watchAdd(c)
+		}
+		return
+	}
+	c.outputDrained()
+}
+
+// checkOutput is the loop's poll of a watched connection. Loop only.
+func (c *Conn) checkOutput() {
+	if c.state == stateClosed {
+		c.loop.watchDel(c)
+		return
+	}
+	if c.gc.OutboundBuffered() > 0 {
+		return
+	}
+	c.loop.watchDel(c)
+	c.outputDrained()
+}
+
+func (c *Conn) outputDrained() {
+	switch c.state {
+	case stateDraining:
+		c.finishDrain()
+	case stateOpen:
+		if cb := c.srv.opts.OnWriteComplete; cb != nil {
+			cb(c)
+		}
+	}
+}
+
+// beginDrain starts a graceful close. Loop only.
+func (c *Conn) beginDrain(reason CloseReason, timeout time.Duration) {
+	if c.state != stateOpen {
+		return
+	}
+	c.setReason(reason)
+	c.state = stateDraining
+	if timeout > 0 {
+		c.drainTimer = time.AfterFunc(timeout, func() {
+			_ = c.loop.exec(func() { c.closeOnLoop(reason) })
+		})
+	}
+	c.flush()
+	if c.state == stateDraining && c.gc.OutboundBuffered() == 0 {
+		c.finishDrain()
+	} else if c.state == stateDraining {
+		c.loop.watchAdd(c)
+	}
+}
+
+// finishDrain shuts the write side once all output is out. Loop only.
+func (c *Conn) finishDrain() {
+	c.state = stateHalfClosed
+	if err := unix.Shutdown(c.gc.Fd(), unix.SHUT_WR); err != nil {
+		c.closeOnLoop(ReasonShutdown)
+	}
+}
+
+// closeOnLoop closes the connection now. Loop only.
+func (c *Conn) closeOnLoop(reason CloseReason) {
+	if c.state == stateClosed {
+		return
+	}
+	c.setReason(reason)
+	if c.inTraffic {
+		c.wantClose = true
+		return
+	}
+	_ = c.loop.el.Close(c.gc)
+}
+
+// onTraffic handles readable input. Loop only.
+func (c *Conn) onTraffic() gnet.Action {
+	gc := c.gc
+	total := gc.InboundBuffered()
+	c.loop.stats.bytesIn.Add(uint64(max(total-c.leftover, 0)))
+	if c.state != stateOpen {
+		_, _ = gc.Discard(-1)
+		c.leftover = 0
+		return gnet.None
+	}
+	if w := c.loop.wheel; w != nil {
+		c.lastActive = w.cur
+	}
+	c.inTraffic = true
+	c.mu.Lock()
+	c.flushQueued = true
+	c.mu.Unlock()
+
+	if c.proxyPending {
+		c.readProxy()
+	}
+	if !c.proxyPending {
+		c.decodeAll()
+	}
+
+	c.flush()
+	c.inTraffic = false
+	if c.state == stateClosed {
+		return gnet.None
+	}
+	if c.state != stateOpen {
+		_, _ = gc.Discard(-1)
+	}
+	c.leftover = gc.InboundBuffered()
+	if c.wantClose {
+		return gnet.Close
+	}
+	return gnet.None
+}
+
+// decodeAll delivers every complete buffered frame. Loop only.
+func (c *Conn) decodeAll() {
+	onMsg := c.srv.opts.OnMessage
+	for c.state == stateOpen && !c.wantClose {
+		frame, n, err := c.dec.Decode(&c.in)
+		if err != nil {
+			c.frameError(err)
+			return
+		}
+		if n == 0 {
+			return
+		}
+		cp := make([]byte, len(frame))
+		copy(cp, frame)
+		_, _ = c.gc.Discard(n)
+		c.loop.stats.framesIn.Add(1)
+		if onMsg != nil {
+			onMsg(c, cp)
+		}
+	}
+}
+
+// frameError reports a codec violation and closes after a brief flush.
+// Loop only.
+func (c *Conn) frameError(err error) {
+	if cb := c.srv.opts.OnFrameError; cb != nil && c.connected.Load() {
+		cb(c, err)
+	} else {
+		c.srv.log.Debug("netcore: protocol error", "conn", c.id, "remote", c.RemoteAddr(), "err", err)
+	}
+	_, _ = c.gc.Discard(-1)
+	c.beginDrain(ReasonProtocol, protocolDrainTimeout)
+}
+
+// onClose runs from gnet's OnClose. Loop only.
+func (c *Conn) onClose(err error) {
+	if c.state == stateClosed {
+		return
+	}
+	c.state = stateClosed
+	if c.drainTimer != nil {
+		c.drainTimer.Stop()
+	}
+	c.loop.watchDel(c)
+
+	c.mu.Lock()
+	c.closed, c.sendClosed = true, true
+	if !c.reasonSet {
+		c.reason, c.reasonSet = ReasonPeer, true
+	}
+	reason := c.reason
+	if c.out != nil {
+		c.srv.putBuf(c.out)
+		c.out = nil
+	}
+	timers := c.timers
+	c.timers = nil
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.mu.Unlock()
+	for t := range timers {
+		t.t.Stop()
+	}
+
+	c.loop.stats.closes[reason].Add(1)
+	c.srv.removeConn(c)
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	if c.connected.Load() {
+		if cb := c.srv.opts.OnDisconnect; cb != nil {
+			cb(c, reason, err)
+		}
+	}
+}
+
+// connect fires OnConnect. Loop only.
+func (c *Conn) connect() {
+	c.connected.Store(true)
+	if cb := c.srv.opts.OnConnect; cb != nil {
+		cb(c)
+	}
+}

@@ -121,12 +121,13 @@ type Bus struct {
 
 	mu        sync.Mutex
 	closed    bool
-	counts    map[int64]int            // user → Subscribe count
-	ps        *goredis.PubSub          // current connection, nil while down
-	up        bool                     // ps confirmed every subscription in counts
-	everUp    bool                     // a connection was confirmed once
-	resyncTok string                   // the PING payload that confirms ps
-	waiters   map[string]chan struct{} // barrier PING payload → waiter
+	counts    map[int64]int      // user → Subscribe count
+	ps        *goredis.PubSub    // current connection, nil while down
+	up        bool               // ps confirmed every subscription in counts
+	everUp    bool               // a connection was confirmed once
+	resyncTok string             // the PING payload that confirms ps
+	waiters   map[string]*waiter // barrier PING payload → waiter
+	pending   map[int64]*waiter  // user → its SUBSCRIBE's waiter
 	nextTok   uint64
 	firstUp   chan struct{} // closed when the first connection is confirmed
 
@@ -181,7 +182,8 @@ func New(ctx context.Context, url string, opts Options) (*Bus, error) {
 		sub:      goredis.NewClient(subOpts),
 		queue:    dispatch.New(opts.QueueSize, opts.Handler),
 		counts:   make(map[int64]int),
-		waiters:  make(map[string]chan struct{}),
+		waiters:  make(map[string]*waiter),
+		pending:  make(map[int64]*waiter),
 		firstUp:  make(chan struct{}),
 		resyncCh: make(chan struct{}, 1),
 	}
@@ -230,6 +232,11 @@ func clientOptions(url string, opts Options) (*goredis.Options, error) {
 	}
 	if opts.MaxRetries != 0 {
 		ro.MaxRetries = opts.MaxRetries
+	}
+	if ro.DialerRetries == 0 {
+		// go-redis's 5 attempts per dial, times its retries, make a down
+		// Redis take seconds to report.
+		ro.DialerRetries = 2
 	}
 	// RESP2: pub/sub messages are plain replies read by Receive, with no
 	// RESP3 push-notification processing in the way.

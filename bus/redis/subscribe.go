@@ -26,23 +26,29 @@ func (b *Bus) Subscribe(ctx context.Context, userID int64) error {
 		return fmt.Errorf("bus/redis: subscribe user %d: %w", userID, bus.ErrClosed)
 	}
 	b.counts[userID]++
-	if b.counts[userID] > 1 || b.ps == nil {
+	if b.ps == nil {
 		b.mu.Unlock()
 		return nil
 	}
-	ps, ch := b.ps, b.channel(userID)
-	// The writes use the bus's context: a caller's cancelled context must
-	// not make go-redis drop the shared connection.
-	err := ps.Subscribe(b.ctx, ch)
-	tok, wait := b.barrier(ps, err)
+	w := b.pending[userID] // a concurrent first Subscribe still waiting
+	if b.counts[userID] == 1 {
+		// The writes use the bus's context: a caller's cancelled context
+		// must not make go-redis drop the shared connection.
+		ps := b.ps
+		w = b.barrier(ps, userID, ps.Subscribe(b.ctx, b.channel(userID)))
+		if w == nil {
+			// The connection broke: the manager resubscribes everything.
+			b.mu.Unlock()
+			return nil
+		}
+		b.pending[userID] = w
+	}
 	b.mu.Unlock()
-	if wait == nil {
-		// The connection broke: the manager resubscribes everything.
-		b.log.Debug("subscribe write failed; deferred to reconnection", "user", userID, "err", err)
+	if w == nil {
 		return nil
 	}
 	select {
-	case <-wait:
+	case <-w.done:
 		return nil
 	case <-b.ctx.Done():
 		return fmt.Errorf("bus/redis: subscribe user %d: %w", userID, bus.ErrClosed)
@@ -50,12 +56,14 @@ func (b *Bus) Subscribe(ctx context.Context, userID int64) error {
 	}
 	// Undo, so that an error means nothing changed.
 	b.mu.Lock()
-	delete(b.waiters, tok)
-	if !b.closed {
-		if b.counts[userID]--; b.counts[userID] <= 0 {
+	if !b.closed && b.counts[userID] > 0 {
+		if b.counts[userID]--; b.counts[userID] == 0 {
 			delete(b.counts, userID)
+			if b.pending[userID] == w {
+				delete(b.pending, userID)
+			}
 			if b.ps != nil {
-				_ = b.ps.Unsubscribe(b.ctx, ch)
+				_ = b.ps.Unsubscribe(b.ctx, b.channel(userID))
 			}
 		}
 	}
@@ -85,42 +93,54 @@ func (b *Bus) Unsubscribe(ctx context.Context, userID int64) error {
 		return nil
 	}
 	delete(b.counts, userID)
+	delete(b.pending, userID)
 	ps := b.ps
-	err := ps.Unsubscribe(b.ctx, b.channel(userID))
-	tok, wait := b.barrier(ps, err)
+	w := b.barrier(ps, userID, ps.Unsubscribe(b.ctx, b.channel(userID)))
 	b.mu.Unlock()
-	if wait == nil {
+	if w == nil {
 		return nil // the next connection will not subscribe it
 	}
 	select {
-	case <-wait:
+	case <-w.done:
 		return nil
 	case <-b.ctx.Done():
 		return fmt.Errorf("bus/redis: unsubscribe user %d: %w", userID, bus.ErrClosed)
 	case <-ctx.Done():
-		b.mu.Lock()
-		delete(b.waiters, tok)
-		b.mu.Unlock()
 		return fmt.Errorf("bus/redis: unsubscribe user %d: waiting for confirmation: %w", userID, ctx.Err())
 	}
 }
 
-// barrier follows a (UN)SUBSCRIBE just written on ps (with error err) by a
-// PING with a fresh payload: Redis answers in order, so its PONG proves the
-// command took effect. It returns nil if a write failed. Called with b.mu
-// held.
-func (b *Bus) barrier(ps *goredis.PubSub, err error) (string, chan struct{}) {
+// waiter is a barrier: done is closed when Redis answered its PING.
+type waiter struct {
+	user int64
+	done chan struct{}
+}
+
+// barrier follows a (UN)SUBSCRIBE of user just written on ps (with error
+// err) by a PING with a fresh payload: Redis answers in order, so its PONG
+// proves that the command took effect. It returns nil if a write failed.
+// Called with b.mu held.
+func (b *Bus) barrier(ps *goredis.PubSub, user int64, err error) *waiter {
 	if err != nil {
-		return "", nil
+		return nil
 	}
 	b.nextTok++
 	tok := "b:" + strconv.FormatUint(b.nextTok, 10)
 	if err := ps.Ping(b.ctx, tok); err != nil {
-		return "", nil
+		return nil
 	}
-	wait := make(chan struct{})
-	b.waiters[tok] = wait
-	return tok, wait
+	w := &waiter{user: user, done: make(chan struct{})}
+	b.waiters[tok] = w
+	return w
+}
+
+// release wakes w; called with b.mu held.
+func (b *Bus) release(tok string, w *waiter) {
+	close(w.done)
+	delete(b.waiters, tok)
+	if b.pending[w.user] == w {
+		delete(b.pending, w.user)
+	}
 }
 
 // manage keeps one confirmed subscription connection until Close.
@@ -165,7 +185,7 @@ func (b *Bus) manage() {
 // recorded user and sends the PING whose PONG confirms it; from then on
 // Subscribe and Unsubscribe write to it.
 func (b *Bus) connect() (*goredis.PubSub, int, error) {
-	ps := b.sub.Subscribe(b.ctx) // no channels: no I/O yet
+	ps := b.sub.Subscribe(b.ctx)                   // no channels: no I/O yet
 	if err := ps.Ping(b.ctx, "dial"); err != nil { // dials (DialTimeout)
 		_ = ps.Close()
 		return nil, 0, fmt.Errorf("bus/redis: dial subscription connection: %w", err)
@@ -242,8 +262,7 @@ func (b *Bus) pong(ps *goredis.PubSub, payload string) {
 		// waiters are waiting for.
 		b.up = true
 		for tok, w := range b.waiters {
-			close(w)
-			delete(b.waiters, tok)
+			b.release(tok, w)
 		}
 		first := !b.everUp
 		b.everUp = true
@@ -260,8 +279,7 @@ func (b *Bus) pong(ps *goredis.PubSub, payload string) {
 		return
 	}
 	if w, ok := b.waiters[payload]; ok {
-		close(w)
-		delete(b.waiters, payload)
+		b.release(payload, w)
 	}
 	b.mu.Unlock()
 }

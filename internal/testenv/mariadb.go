@@ -198,7 +198,7 @@ func (m *MariaDB) start(ctx context.Context) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	err = p.waitReady(rctx, m.ping)
+	err = p.WaitReady(rctx, m.ping)
 	if err != nil {
 		_ = p.Stop()
 		if errors.Is(err, ErrExited) {

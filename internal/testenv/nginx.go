@@ -61,6 +61,9 @@ type Nginx struct {
 	Dir string
 	// ConfigFile is the rendered configuration.
 	ConfigFile string
+	// Workers is the number of worker processes (0 with SingleProcess);
+	// StartNginx returns once all of them run.
+	Workers int
 
 	mu   sync.Mutex
 	proc *Process
@@ -99,7 +102,7 @@ func StartNginx(ctx context.Context, dir string, cfg NginxConfig) (*Nginx, error
 	if err != nil {
 		return nil, err
 	}
-	n := &Nginx{Dir: dir, ConfigFile: filepath.Join(dir, "nginx.conf")}
+	n := &Nginx{Dir: dir, ConfigFile: filepath.Join(dir, "nginx.conf"), Workers: workerCount(tmpl, cfg)}
 	for attempt := 0; ; attempt++ {
 		c := cfg
 		if c.Listen == 0 {
@@ -144,7 +147,7 @@ func (n *Nginx) start(ctx context.Context, bin string, detach bool) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	err = p.waitReady(rctx, func(context.Context) error {
+	err = p.WaitReady(rctx, func(context.Context) error {
 		b, err := os.ReadFile(pidFile)
 		if err != nil {
 			return err
@@ -152,12 +155,15 @@ func (n *Nginx) start(ctx context.Context, bin string, detach bool) error {
 		if strings.TrimSpace(string(b)) != strconv.Itoa(p.Pid()) {
 			return fmt.Errorf("pid file holds %q, want %d", bytes.TrimSpace(b), p.Pid())
 		}
-		ok, err := tcpListening(n.Port)
+		ok, err := TCPListening(n.Port)
 		if err != nil {
 			return err
 		}
 		if !ok {
 			return fmt.Errorf("nothing listens on 127.0.0.1:%d yet", n.Port)
+		}
+		if k := len(ChildPids(p.Pid())); k < n.Workers {
+			return fmt.Errorf("%d of %d workers running", k, n.Workers)
 		}
 		return nil
 	})
@@ -170,6 +176,24 @@ func (n *Nginx) start(ctx context.Context, bin string, detach bool) error {
 	}
 	n.proc = p
 	return nil
+}
+
+// workerCount returns how many workers the rendered config will run.
+func workerCount(tmpl []byte, cfg NginxConfig) int {
+	switch {
+	case cfg.SingleProcess:
+		return 0
+	case cfg.Workers > 0:
+		return cfg.Workers
+	}
+	m := regexp.MustCompile(`(?m)^\s*worker_processes\s+(\w+)\s*;`).FindSubmatch(tmpl)
+	if m == nil {
+		return 1 // nginx's default
+	}
+	if k, err := strconv.Atoi(string(m[1])); err == nil {
+		return k
+	}
+	return runtime.NumCPU() // auto
 }
 
 // Addr returns "127.0.0.1:PORT".
@@ -239,9 +263,9 @@ func ChildPids(pid int) []int {
 	return kids
 }
 
-// tcpListening reports whether some socket listens on 127.0.0.1:port or
-// 0.0.0.0:port (from /proc/net/tcp).
-func tcpListening(port int) (bool, error) {
+// TCPListening reports whether some socket listens on 127.0.0.1:port or
+// 0.0.0.0:port (from /proc/net/tcp), without connecting to it.
+func TCPListening(port int) (bool, error) {
 	f, err := os.Open("/proc/net/tcp")
 	if err != nil {
 		return false, fmt.Errorf("read /proc/net/tcp: %w", err)
@@ -263,9 +287,22 @@ func tcpListening(port int) (bool, error) {
 }
 
 // FindTemplate returns the path of nginx/nginx.conf in the clusterchat
-// module: searched upwards from the working directory, then next to this
-// source file.
+// module (see ModuleRoot).
 func FindTemplate() (string, error) {
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", fmt.Errorf("testenv: nginx template: %w (or set NginxConfig.Template)", err)
+	}
+	p := filepath.Join(root, "nginx", "nginx.conf")
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("testenv: nginx template: %w", err)
+	}
+	return p, nil
+}
+
+// ModuleRoot returns the root directory of the clusterchat module: searched
+// upwards from the working directory, then from this source file.
+func ModuleRoot() (string, error) {
 	var starts []string
 	if wd, err := os.Getwd(); err == nil {
 		starts = append(starts, wd)
@@ -276,10 +313,7 @@ func FindTemplate() (string, error) {
 	for _, d := range starts {
 		for {
 			if isModuleRoot(d) {
-				p := filepath.Join(d, "nginx", "nginx.conf")
-				if _, err := os.Stat(p); err == nil {
-					return p, nil
-				}
+				return d, nil
 			}
 			parent := filepath.Dir(d)
 			if parent == d {
@@ -288,17 +322,7 @@ func FindTemplate() (string, error) {
 			d = parent
 		}
 	}
-	return "", errors.New("testenv: nginx/nginx.conf not found (run from inside the clusterchat module or set NginxConfig.Template)")
-}
-
-// isModuleRoot reports whether dir holds the go.mod of module clusterchat.
-func isModuleRoot(dir string) bool {
-	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-	if err != nil {
-		return false
-	}
-	line, _, _ := bytes.Cut(b, []byte("\n"))
-	return strings.TrimSpace(string(line)) == "module clusterchat"
+	return "", errors.New("testenv: the clusterchat module root (go.mod) was not found above the working directory")
 }
 
 // findStreamModule returns the path of ngx_stream_module.so, or "" when the
@@ -468,4 +492,14 @@ func nginxSeconds(d time.Duration) string {
 		s = 1
 	}
 	return strconv.FormatInt(s, 10) + "s"
+}
+
+// isModuleRoot reports whether dir holds the go.mod of module clusterchat.
+func isModuleRoot(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
+		return false
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	return strings.TrimSpace(string(line)) == "module clusterchat"
 }

@@ -123,7 +123,7 @@ func TestNginxMasterWorkersStop(t *testing.T) {
 	for _, pid := range pids {
 		waitGone(t, pid, "nginx")
 	}
-	if ok, _ := tcpListening(n.Port); ok {
+	if ok, _ := TCPListening(n.Port); ok {
 		t.Fatalf("port %d still listening after Stop", n.Port)
 	}
 }

@@ -182,9 +182,9 @@ func (p *Process) exitedError() error {
 	return fmt.Errorf("%w: %s (pid %d): %v; log %s ends:\n%s", ErrExited, p.spec.Name, p.Pid(), p.ExitErr(), p.spec.LogFile, tailFile(p.spec.LogFile, 2048))
 }
 
-// waitReady polls check until it succeeds, the process exits, or ctx is
-// done.
-func (p *Process) waitReady(ctx context.Context, check func(ctx context.Context) error) error {
+// WaitReady polls check until it succeeds (nil), the process exits (an
+// error wrapping ErrExited, with the end of its log), or ctx is done.
+func (p *Process) WaitReady(ctx context.Context, check func(ctx context.Context) error) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {

@@ -106,7 +106,7 @@ func (r *Redis) start(ctx context.Context) error {
 	}
 	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if err := p.waitReady(rctx, r.ping); err != nil {
+	if err := p.WaitReady(rctx, r.ping); err != nil {
 		_ = p.Stop()
 		return err
 	}

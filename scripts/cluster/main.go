@@ -1,0 +1,430 @@
+// Command cluster starts and stops the local two-server ClusterChat cluster
+// (`make cluster`, `make cluster-down`):
+//
+//	cluster up     [--dir .cluster] [--server-arg ARG]...
+//	cluster down   [--dir .cluster]
+//	cluster status [--dir .cluster]
+//
+// up starts, through internal/testenv, a private MariaDB (database chat) and
+// Redis on free loopback ports, bin/chatserver s1 on 127.0.0.1:6000 (admin
+// :6001) and s2 on 127.0.0.1:6002 (admin :6003), and nginx on 127.0.0.1:8000
+// in front of them with the PROXY protocol; waits until each answers; records
+// every pid in the state directory; and returns, leaving them running. down
+// stops each recorded pid (only if it still runs the program recorded) and
+// checks that nothing is left.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"clusterchat/internal/testenv"
+)
+
+// The fixed addresses of the standard cluster (PROTOCOL.md §7).
+const (
+	nginxPort = 8000
+	database  = "chat"
+)
+
+// node is one chatserver of the cluster.
+type node struct {
+	name        string
+	port, admin int
+}
+
+var nodes = []node{{"s1", 6000, 6001}, {"s2", 6002, 6003}}
+
+// service is one started process, as recorded in state.json.
+type service struct {
+	Name string `json:"name"`
+	Pid  int    `json:"pid"`
+	// Exe is the program name PidAlive checks before a signal is sent.
+	Exe  string `json:"exe"`
+	Addr string `json:"addr"`
+	Log  string `json:"log"`
+	// Children are worker pids (nginx), checked by down.
+	Children []int `json:"children,omitempty"`
+}
+
+// state is what up leaves in DIR/state.json for down and status.
+type state struct {
+	Started  time.Time `json:"started"`
+	Services []service `json:"services"`
+}
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "cluster:", err)
+		os.Exit(1)
+	}
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, " ") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func run(args []string, out io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("usage: cluster up|down|status [--dir DIR] [--server-arg ARG]...")
+	}
+	cmd := args[0]
+	fs := flag.NewFlagSet("cluster "+cmd, flag.ContinueOnError)
+	dir := fs.String("dir", "", "state directory (default: .cluster at the module root)")
+	bin := fs.String("chatserver", "", "chatserver binary (default: bin/chatserver at the module root)")
+	var serverArgs stringList
+	fs.Var(&serverArgs, "server-arg", "extra chatserver argument (repeatable), e.g. --server-arg=--bcrypt-cost=4")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	root, err := testenv.ModuleRoot()
+	if err != nil {
+		return err
+	}
+	if *dir == "" {
+		*dir = filepath.Join(root, ".cluster")
+	}
+	if *bin == "" {
+		*bin = filepath.Join(root, "bin", "chatserver")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	switch cmd {
+	case "up":
+		return up(ctx, out, *dir, *bin, serverArgs)
+	case "down":
+		return down(ctx, out, *dir)
+	case "status":
+		return status(out, *dir)
+	default:
+		return fmt.Errorf("unknown command %q (want up, down or status)", cmd)
+	}
+}
+
+func statePath(dir string) string { return filepath.Join(dir, "state.json") }
+
+// readState returns the recorded state, or nil when there is none.
+func readState(dir string) (*state, error) {
+	b, err := os.ReadFile(statePath(dir))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read state: %w", err)
+	}
+	var st state
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", statePath(dir), err)
+	}
+	return &st, nil
+}
+
+// writeState records st and one NAME.pid file per service.
+func writeState(dir string, st *state) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode state: %w", err)
+	}
+	for _, s := range st.Services {
+		if err := os.WriteFile(filepath.Join(dir, s.Name+".pid"), []byte(strconv.Itoa(s.Pid)+"\n"), 0o644); err != nil {
+			return fmt.Errorf("write pid file: %w", err)
+		}
+	}
+	tmp := statePath(dir) + ".tmp"
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	if err := os.Rename(tmp, statePath(dir)); err != nil {
+		return fmt.Errorf("write state: %w", err)
+	}
+	return nil
+}
+
+// alive returns the recorded processes (and nginx workers) still running.
+func alive(st *state) []string {
+	var live []string
+	for _, s := range st.Services {
+		if testenv.PidAlive(s.Pid, s.Exe) {
+			live = append(live, fmt.Sprintf("%s (pid %d)", s.Name, s.Pid))
+		}
+		for _, c := range s.Children {
+			if testenv.PidAlive(c, s.Exe) {
+				live = append(live, fmt.Sprintf("%s worker (pid %d)", s.Name, c))
+			}
+		}
+	}
+	return live
+}
+
+// exeName returns the program name of a running pid (its comm).
+func exeName(pid int, fallback string) string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
+	if err != nil {
+		return fallback
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func up(ctx context.Context, out io.Writer, dir, bin string, serverArgs []string) (err error) {
+	if st, err := readState(dir); err != nil {
+		return err
+	} else if st != nil {
+		if live := alive(st); len(live) > 0 {
+			return fmt.Errorf("a cluster is already running from %s (%s); run `make cluster-down` first", dir, strings.Join(live, ", "))
+		}
+	}
+	if _, err := os.Stat(bin); err != nil {
+		return fmt.Errorf("chatserver binary: %w (run `make build`)", err)
+	}
+	for _, port := range []int{nginxPort, nodes[0].port, nodes[0].admin, nodes[1].port, nodes[1].admin} {
+		busy, err := testenv.TCPListening(port)
+		if err != nil {
+			return err
+		}
+		if busy {
+			return fmt.Errorf("port 127.0.0.1:%d is already in use; the cluster needs 8000, 6000-6003", port)
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("state dir: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+
+	st := &state{Started: time.Now().UTC()}
+	var stops []func() error // in start order; undone in reverse on failure
+	defer func() {
+		if err == nil {
+			return
+		}
+		for i := len(stops) - 1; i >= 0; i-- {
+			if serr := stops[i](); serr != nil {
+				fmt.Fprintln(os.Stderr, "cluster: cleanup:", serr)
+			}
+		}
+		_ = os.Remove(statePath(dir))
+	}()
+
+	fmt.Fprintln(out, "cluster: starting mariadb")
+	db, err := testenv.StartMariaDBWith(ctx, filepath.Join(dir, "mariadb"), testenv.MariaDBOptions{Detach: true})
+	if err != nil {
+		return err
+	}
+	stops = append(stops, db.Stop)
+	if err := db.CreateDatabase(ctx, database); err != nil {
+		return err
+	}
+	st.Services = append(st.Services, service{Name: "mariadb", Pid: db.Pid(), Exe: exeName(db.Pid(), "mariadbd"), Addr: db.Addr(), Log: filepath.Join(db.Dir, "mariadbd.err")})
+
+	fmt.Fprintln(out, "cluster: starting redis")
+	rds, err := testenv.StartRedisWith(ctx, filepath.Join(dir, "redis"), testenv.RedisOptions{Detach: true})
+	if err != nil {
+		return err
+	}
+	stops = append(stops, rds.Stop)
+	st.Services = append(st.Services, service{Name: "redis", Pid: rds.Pid(), Exe: exeName(rds.Pid(), "redis-server"), Addr: rds.Addr(), Log: filepath.Join(rds.Dir, "redis.log")})
+
+	for _, n := range nodes {
+		fmt.Fprintf(out, "cluster: starting chatserver %s\n", n.name)
+		p, svc, err := startServer(ctx, dir, bin, n, db.StoreURL(database), rds.URL(), serverArgs)
+		if err != nil {
+			return err
+		}
+		stops = append(stops, p.Stop)
+		st.Services = append(st.Services, svc)
+	}
+
+	fmt.Fprintln(out, "cluster: starting nginx")
+	var ups []string
+	for _, n := range nodes {
+		ups = append(ups, fmt.Sprintf("127.0.0.1:%d", n.port))
+	}
+	ngx, err := testenv.StartNginx(ctx, filepath.Join(dir, "nginx"), testenv.NginxConfig{
+		Listen:        nginxPort,
+		Upstreams:     ups,
+		ProxyProtocol: true,
+		Detach:        true,
+	})
+	if err != nil {
+		return err
+	}
+	stops = append(stops, ngx.Stop)
+	pids := ngx.Pids()
+	st.Services = append(st.Services, service{Name: "nginx", Pid: pids[0], Exe: exeName(pids[0], "nginx"), Addr: ngx.Addr(), Log: filepath.Join(ngx.Dir, "error.log"), Children: pids[1:]})
+
+	if err := writeState(dir, st); err != nil {
+		return err
+	}
+	rel := func(p string) string {
+		if wd, err := os.Getwd(); err == nil {
+			if r, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(r, "..") {
+				return r
+			}
+		}
+		return p
+	}
+	fmt.Fprintf(out, "\nClusterChat cluster is up (state in %s):\n", rel(dir))
+	for _, s := range st.Services {
+		extra := ""
+		switch s.Name {
+		case "mariadb":
+			extra = fmt.Sprintf("database %s: mariadb --no-defaults -h127.0.0.1 -P%d -uroot %s", database, db.Port, database)
+		case "nginx":
+			extra = "stream -> " + strings.Join(ups, ", ") + " (least_conn, PROXY protocol)"
+		case "s1", "s2":
+			for _, n := range nodes {
+				if n.name == s.Name {
+					extra = fmt.Sprintf("admin http://127.0.0.1:%d/healthz", n.admin)
+				}
+			}
+		}
+		fmt.Fprintf(out, "  %-8s %-16s pid %-7d log %s\n", s.Name, s.Addr, s.Pid, rel(s.Log))
+		if extra != "" {
+			fmt.Fprintf(out, "  %-8s %s\n", "", extra)
+		}
+	}
+	fmt.Fprintf(out, "\nConnect: bin/chatclient --addr 127.0.0.1:%d\nStop:    make cluster-down\n", nginxPort)
+	return nil
+}
+
+// startServer starts one detached chatserver and waits until its admin
+// /healthz answers 200 and its port listens.
+func startServer(ctx context.Context, dir, bin string, n node, store, busURL string, extra []string) (*testenv.Process, service, error) {
+	ndir := filepath.Join(dir, n.name)
+	if err := os.MkdirAll(ndir, 0o755); err != nil {
+		return nil, service{}, fmt.Errorf("%s dir: %w", n.name, err)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", n.port)
+	admin := fmt.Sprintf("127.0.0.1:%d", n.admin)
+	args := []string{
+		"--node", n.name,
+		"--listen", listen,
+		"--store", store,
+		"--bus", busURL,
+		"--proxy-protocol",
+		"--admin", admin,
+	}
+	args = append(args, extra...)
+	logFile := filepath.Join(ndir, "chatserver.log")
+	p, err := testenv.StartProcess(testenv.ProcessSpec{
+		Name:        "chatserver " + n.name,
+		Path:        bin,
+		Args:        args,
+		Dir:         ndir,
+		LogFile:     logFile,
+		Detach:      true,
+		StopTimeout: 15 * time.Second,
+	})
+	if err != nil {
+		return nil, service{}, err
+	}
+	client := &http.Client{Timeout: time.Second}
+	err = p.WaitReady(ctx, func(ctx context.Context) error {
+		if ok, err := testenv.TCPListening(n.port); err != nil || !ok {
+			return fmt.Errorf("port %d not listening yet (%v)", n.port, err)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+admin+"/healthz", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		_, _ = io.Copy(io.Discard, resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/healthz answered %s", resp.Status)
+		}
+		return nil
+	})
+	if err != nil {
+		_ = p.Stop()
+		return nil, service{}, fmt.Errorf("chatserver %s: %w", n.name, err)
+	}
+	return p, service{Name: n.name, Pid: p.Pid(), Exe: exeName(p.Pid(), "chatserver"), Addr: listen, Log: logFile}, nil
+}
+
+func down(ctx context.Context, out io.Writer, dir string) error {
+	st, err := readState(dir)
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		fmt.Fprintf(out, "cluster: nothing to stop (no %s)\n", statePath(dir))
+		return nil
+	}
+	var errs []error
+	for i := len(st.Services) - 1; i >= 0; i-- {
+		s := st.Services[i]
+		if !testenv.PidAlive(s.Pid, s.Exe) {
+			fmt.Fprintf(out, "cluster: %s (pid %d) was not running\n", s.Name, s.Pid)
+			continue
+		}
+		fmt.Fprintf(out, "cluster: stopping %s (pid %d)\n", s.Name, s.Pid)
+		timeout := 20 * time.Second
+		if s.Name == "mariadb" {
+			timeout = 60 * time.Second
+		}
+		if err := testenv.StopPid(ctx, s.Pid, s.Exe, syscall.SIGTERM, timeout); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", s.Name, err))
+		}
+		for _, c := range s.Children { // nginx workers end with their master
+			if err := testenv.StopPid(ctx, c, s.Exe, syscall.SIGTERM, 5*time.Second); err != nil {
+				errs = append(errs, fmt.Errorf("stop %s worker: %w", s.Name, err))
+			}
+		}
+	}
+	if live := alive(st); len(live) > 0 {
+		errs = append(errs, fmt.Errorf("still running: %s", strings.Join(live, ", ")))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, s := range st.Services {
+		_ = os.Remove(filepath.Join(dir, s.Name+".pid"))
+	}
+	if err := os.Remove(statePath(dir)); err != nil {
+		return fmt.Errorf("remove state: %w", err)
+	}
+	fmt.Fprintln(out, "cluster: stopped; nothing left running (logs and data kept in", dir+")")
+	return nil
+}
+
+func status(out io.Writer, dir string) error {
+	st, err := readState(dir)
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		fmt.Fprintln(out, "cluster: not running (no state)")
+		return nil
+	}
+	down := 0
+	for _, s := range st.Services {
+		state := "running"
+		if !testenv.PidAlive(s.Pid, s.Exe) {
+			state = "DOWN"
+			down++
+		}
+		fmt.Fprintf(out, "  %-8s %-16s pid %-7d %s\n", s.Name, s.Addr, s.Pid, state)
+	}
+	if down > 0 {
+		return fmt.Errorf("%d of %d processes are down", down, len(st.Services))
+	}
+	return nil
+}

@@ -1,0 +1,92 @@
+// Command chatclient is the interactive ClusterChat shell.
+//
+//	chatclient [--addr HOST:PORT] [--plain] [--log-level LEVEL]
+//
+// On a terminal it is a line editor (history, tab completion, messages
+// printed above the prompt); with stdin not a terminal, or --plain, it reads
+// one command per line and prints events as lines (see --help).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"golang.org/x/term"
+
+	"clusterchat/client/shell"
+)
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	fs := flag.NewFlagSet("chatclient", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:8000", "server or balancer address HOST:PORT")
+	plain := fs.Bool("plain", false, "plain line mode even on a terminal")
+	logLevel := fs.String("log-level", "error", "diagnostics on stderr: debug, info, warn, error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: chatclient [--addr HOST:PORT] [--plain] [--log-level LEVEL]\n\n")
+		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "\nOn a terminal: an interactive shell; type help after login.\nColours are off when NO_COLOR is set or output is not a terminal.\n\n%s\n", shell.PlainFormat)
+	}
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if err == flag.ErrHelp {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "chatclient: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "chatclient: --log-level: %v\n", err)
+		return 2
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	inFd, outFd := int(os.Stdin.Fd()), int(os.Stdout.Fd())
+	interactive := !*plain && term.IsTerminal(inFd) && term.IsTerminal(outFd)
+	cfg := shell.Config{
+		Addr:     *addr,
+		In:       os.Stdin,
+		Out:      os.Stdout,
+		Terminal: interactive,
+		Color:    interactive && os.Getenv("NO_COLOR") == "",
+		Logger:   logger,
+	}
+	restore := func() {}
+	if interactive {
+		old, err := term.MakeRaw(inFd)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "chatclient: terminal: %v\n", err)
+			return 1
+		}
+		restore = func() { _ = term.Restore(inFd, old) }
+		defer restore()
+	}
+	go func() {
+		// A signal cannot interrupt a blocked read of stdin: leave at once.
+		<-ctx.Done()
+		restore()
+		os.Exit(130)
+	}()
+	if err := shell.Run(ctx, cfg); err != nil && ctx.Err() == nil {
+		if interactive {
+			fmt.Fprint(os.Stdout, "\r\n")
+		}
+		fmt.Fprintf(os.Stderr, "chatclient: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -31,7 +31,10 @@ type Handler func(userID int64, payload []byte)
 // safe for concurrent use.
 type Bus interface {
 	// Subscribe starts delivery of userID's payloads to the handler. Calls
-	// are counted: delivery stops after as many Unsubscribe calls.
+	// are counted: delivery stops after as many Unsubscribe calls. A call
+	// that fails with an error other than ErrClosed still counts (the
+	// subscription stays requested), so a caller unsubscribes once per
+	// Subscribe whatever it returned.
 	Subscribe(ctx context.Context, userID int64) error
 	// Unsubscribe undoes one Subscribe.
 	Unsubscribe(ctx context.Context, userID int64) error

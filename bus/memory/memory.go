@@ -91,11 +91,9 @@ func (b *Bus) Stats() Stats {
 	return Stats{Delivered: b.queue.Delivered(), Dropped: b.queue.Dropped()}
 }
 
-// Subscribe counts one more local session of userID.
-func (b *Bus) Subscribe(ctx context.Context, userID int64) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("bus/memory: subscribe user %d: %w", userID, err)
-	}
+// Subscribe counts one more local session of userID; it never waits, so it
+// fails only on a closed bus.
+func (b *Bus) Subscribe(_ context.Context, userID int64) error {
 	h := b.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -113,10 +111,7 @@ func (b *Bus) Subscribe(ctx context.Context, userID int64) error {
 
 // Unsubscribe undoes one Subscribe of userID; it returns bus.ErrNotSubscribed
 // (wrapped) when there is none to undo.
-func (b *Bus) Unsubscribe(ctx context.Context, userID int64) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("bus/memory: unsubscribe user %d: %w", userID, err)
-	}
+func (b *Bus) Unsubscribe(_ context.Context, userID int64) error {
 	h := b.hub
 	h.mu.Lock()
 	defer h.mu.Unlock()

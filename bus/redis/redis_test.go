@@ -247,24 +247,53 @@ func TestSlowHandlerDrops(t *testing.T) {
 	close(release)
 }
 
-func TestUnsubscribeCtx(t *testing.T) {
+// A Subscribe whose ctx ends before Redis confirmed it still counts: the
+// subscription is made, and one Unsubscribe undoes it.
+func TestSubscribeCancelledCtx(t *testing.T) {
 	r := testenv.RedisForTest(t)
 	a := newNode(t, r.URL(), busredis.Options{Options: bus.Options{Node: "a"}})
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
-	// A dead context cannot wait for the confirmation: Subscribe fails and
-	// leaves nothing behind.
-	if err := a.Subscribe(cancelled, 1); err == nil || !errors.Is(err, context.Canceled) {
-		// Either the confirmation raced in first (nil) or the ctx error.
-		if err != nil {
-			t.Fatalf("Subscribe with cancelled ctx: %v", err)
-		}
-		if err := a.Unsubscribe(bustest.Ctx(t), 1); err != nil {
-			t.Fatal(err)
-		}
+	if err := a.Subscribe(cancelled, 1); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("Subscribe with cancelled ctx: %v", err)
+	}
+	if s := a.Stats(); s.Users != 1 {
+		t.Fatalf("users = %d, want 1", s.Users)
+	}
+	bustest.WaitOnline(t, a, []int64{1}, []bool{true})
+	if err := a.Unsubscribe(cancelled, 1); err != nil && !errors.Is(err, context.Canceled) {
+		t.Fatalf("Unsubscribe with cancelled ctx: %v", err)
 	}
 	if s := a.Stats(); s.Users != 0 {
-		t.Fatalf("users = %d after failed Subscribe", s.Users)
+		t.Fatalf("users = %d, want 0", s.Users)
 	}
 	bustest.WaitOnline(t, a, []int64{1}, []bool{false})
+}
+
+// A subscription connection that stops answering (Redis paused: the TCP
+// connection stays up) is noticed by the health loop and replaced.
+func TestSilentConnectionReplaced(t *testing.T) {
+	r := testenv.RedisForTest(t)
+	ctx := bustest.Ctx(t)
+	rec := bustest.NewRecorder(10)
+	res := make(resyncs, 4)
+	a := newNode(t, r.URL(), busredis.Options{Options: bus.Options{Node: "a", Handler: rec.Handle, OnResync: res.fn}, HealthInterval: 100 * time.Millisecond})
+	b := newNode(t, r.URL(), busredis.Options{Options: bus.Options{Node: "b"}})
+	if err := a.Subscribe(ctx, 3); err != nil {
+		t.Fatal(err)
+	}
+	raw := goredis.NewClient(&goredis.Options{Addr: r.Addr(), Protocol: 2})
+	defer raw.Close()
+	// ALL: even PING waits; three health intervals are 300ms.
+	if err := raw.Do(ctx, "CLIENT", "PAUSE", "1000", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	res.wait(t, "a")
+	if s := a.Stats(); s.Reconnects < 1 {
+		t.Fatalf("stats = %+v, want a reconnection", s)
+	}
+	if err := b.Publish(ctx, []int64{3}, []byte("awake")); err != nil {
+		t.Fatal(err)
+	}
+	rec.Expect(t, bustest.Delivery{UserID: 3, Payload: "awake"})
 }

@@ -15,10 +15,12 @@ import (
 // subscribes to the user's channel and returns once Redis confirmed it, so a
 // payload published after Subscribe returns is delivered.
 //
-// An error means nothing changed. While Redis is unreachable, Subscribe only
-// records the user and returns nil: the subscription is made when the
-// connection is back, and OnResync then tells the service to re-run the
-// offline push.
+// The call is counted whatever happens, unless the bus is closed
+// (bus.ErrClosed): a ctx that ends before the confirmation gives an error,
+// but the subscription stays requested and the caller unsubscribes as usual.
+// While Redis is unreachable, Subscribe only records the user and returns
+// nil: the subscription is made when the connection is back, and OnResync
+// then tells the service to re-run the offline push.
 func (b *Bus) Subscribe(ctx context.Context, userID int64) error {
 	b.mu.Lock()
 	if b.closed {
@@ -54,21 +56,9 @@ func (b *Bus) Subscribe(ctx context.Context, userID int64) error {
 		return fmt.Errorf("bus/redis: subscribe user %d: %w", userID, bus.ErrClosed)
 	case <-ctx.Done():
 	}
-	// Undo, so that an error means nothing changed.
-	b.mu.Lock()
-	if !b.closed && b.counts[userID] > 0 {
-		if b.counts[userID]--; b.counts[userID] == 0 {
-			delete(b.counts, userID)
-			if b.pending[userID] == w {
-				delete(b.pending, userID)
-			}
-			if b.ps != nil {
-				_ = b.ps.Unsubscribe(b.ctx, b.channel(userID))
-			}
-		}
-	}
-	b.mu.Unlock()
-	return fmt.Errorf("bus/redis: subscribe user %d: waiting for confirmation: %w", userID, ctx.Err())
+	// Still counted (and still requested): the caller unsubscribes as
+	// usual when the session ends.
+	return fmt.Errorf("bus/redis: subscribe user %d: not confirmed yet: %w", userID, ctx.Err())
 }
 
 // Unsubscribe undoes one Subscribe of userID; after the last one it

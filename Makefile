@@ -21,14 +21,16 @@ build:
 	$(GO) build -o $(BIN)/ ./cmd/chatserver ./cmd/chatclient ./cmd/chatbench
 
 ## run: one chatserver on 127.0.0.1:8000 with the embedded default (SQLite file, in-process bus)
-run: build
+run:
+	$(GO) build -o $(BIN)/ ./cmd/chatserver ./cmd/chatclient
 	$(BIN)/chatserver --listen 127.0.0.1:8000 --store sqlite:chat.db
 
 $(CLUSTER): FORCE
 	$(GO) build -o $@ ./scripts/cluster
 
 ## cluster: MariaDB, Redis, chatserver s1 (:6000) and s2 (:6002), nginx on :8000; state in .cluster/
-cluster: deps build $(CLUSTER)
+cluster: deps $(CLUSTER)
+	$(GO) build -o $(BIN)/ ./cmd/chatserver ./cmd/chatclient
 	$(CLUSTER) up
 
 ## cluster-down: stop everything `make cluster` started

@@ -1,7 +1,7 @@
 // Command cluster starts and stops the local two-server ClusterChat cluster
 // (`make cluster`, `make cluster-down`):
 //
-//	cluster up     [--dir .cluster] [--server-arg ARG]...
+//	cluster up     [--dir .cluster] [--server-arg ARG]... [--nginx-port 8000] [--server-ports 6000,6002]
 //	cluster down   [--dir .cluster]
 //	cluster status [--dir .cluster]
 //
@@ -33,11 +33,8 @@ import (
 	"clusterchat/internal/testenv"
 )
 
-// The fixed addresses of the standard cluster (PROTOCOL.md §7).
-const (
-	nginxPort = 8000
-	database  = "chat"
-)
+// database is the MariaDB database the servers share.
+const database = "chat"
 
 // node is one chatserver of the cluster.
 type node struct {
@@ -45,7 +42,16 @@ type node struct {
 	port, admin int
 }
 
-var nodes = []node{{"s1", 6000, 6001}, {"s2", 6002, 6003}}
+// config is what up starts. The defaults are the standard cluster of
+// PROTOCOL.md §7: nginx on 8000, s1 on 6000 (admin 6001), s2 on 6002
+// (admin 6003).
+type config struct {
+	dir        string
+	bin        string
+	nginxPort  int
+	nodes      []node
+	serverArgs []string
+}
 
 // service is one started process, as recorded in state.json.
 type service struct {
@@ -88,8 +94,21 @@ func run(args []string, out io.Writer) error {
 	bin := fs.String("chatserver", "", "chatserver binary (default: bin/chatserver at the module root)")
 	var serverArgs stringList
 	fs.Var(&serverArgs, "server-arg", "extra chatserver argument (repeatable), e.g. --server-arg=--bcrypt-cost=4")
+	nginxPort := fs.Int("nginx-port", 8000, "nginx listen port on 127.0.0.1")
+	ports := fs.String("server-ports", "6000,6002", "chatserver ports on 127.0.0.1, one per node s1, s2, ...; each admin listens on port+1")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var nodes []node
+	for i, f := range strings.Split(*ports, ",") {
+		p, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || p <= 0 || p >= 65535 {
+			return fmt.Errorf("--server-ports: bad port %q", f)
+		}
+		nodes = append(nodes, node{name: "s" + strconv.Itoa(i+1), port: p, admin: p + 1})
 	}
 	root, err := testenv.ModuleRoot()
 	if err != nil {
@@ -105,7 +124,7 @@ func run(args []string, out io.Writer) error {
 	defer stop()
 	switch cmd {
 	case "up":
-		return up(ctx, out, *dir, *bin, serverArgs)
+		return up(ctx, out, config{dir: *dir, bin: *bin, nginxPort: *nginxPort, nodes: nodes, serverArgs: serverArgs})
 	case "down":
 		return down(ctx, out, *dir)
 	case "status":
@@ -179,7 +198,8 @@ func exeName(pid int, fallback string) string {
 	return strings.TrimSpace(string(b))
 }
 
-func up(ctx context.Context, out io.Writer, dir, bin string, serverArgs []string) (err error) {
+func up(ctx context.Context, out io.Writer, cfg config) (err error) {
+	dir, bin, nodes := cfg.dir, cfg.bin, cfg.nodes
 	if st, err := readState(dir); err != nil {
 		return err
 	} else if st != nil {
@@ -190,13 +210,17 @@ func up(ctx context.Context, out io.Writer, dir, bin string, serverArgs []string
 	if _, err := os.Stat(bin); err != nil {
 		return fmt.Errorf("chatserver binary: %w (run `make build`)", err)
 	}
-	for _, port := range []int{nginxPort, nodes[0].port, nodes[0].admin, nodes[1].port, nodes[1].admin} {
+	ports := []int{cfg.nginxPort}
+	for _, n := range nodes {
+		ports = append(ports, n.port, n.admin)
+	}
+	for _, port := range ports {
 		busy, err := testenv.TCPListening(port)
 		if err != nil {
 			return err
 		}
 		if busy {
-			return fmt.Errorf("port 127.0.0.1:%d is already in use; the cluster needs 8000, 6000-6003", port)
+			return fmt.Errorf("port 127.0.0.1:%d is already in use; the cluster needs %v", port, ports)
 		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -240,7 +264,7 @@ func up(ctx context.Context, out io.Writer, dir, bin string, serverArgs []string
 
 	for _, n := range nodes {
 		fmt.Fprintf(out, "cluster: starting chatserver %s\n", n.name)
-		p, svc, err := startServer(ctx, dir, bin, n, db.StoreURL(database), rds.URL(), serverArgs)
+		p, svc, err := startServer(ctx, dir, bin, n, db.StoreURL(database), rds.URL(), cfg.serverArgs)
 		if err != nil {
 			return err
 		}
@@ -254,7 +278,7 @@ func up(ctx context.Context, out io.Writer, dir, bin string, serverArgs []string
 		ups = append(ups, fmt.Sprintf("127.0.0.1:%d", n.port))
 	}
 	ngx, err := testenv.StartNginx(ctx, filepath.Join(dir, "nginx"), testenv.NginxConfig{
-		Listen:        nginxPort,
+		Listen:        cfg.nginxPort,
 		Upstreams:     ups,
 		ProxyProtocol: true,
 		Detach:        true,
@@ -285,7 +309,7 @@ func up(ctx context.Context, out io.Writer, dir, bin string, serverArgs []string
 			extra = fmt.Sprintf("database %s: mariadb --no-defaults -h127.0.0.1 -P%d -uroot %s", database, db.Port, database)
 		case "nginx":
 			extra = "stream -> " + strings.Join(ups, ", ") + " (least_conn, PROXY protocol)"
-		case "s1", "s2":
+		default:
 			for _, n := range nodes {
 				if n.name == s.Name {
 					extra = fmt.Sprintf("admin http://127.0.0.1:%d/healthz", n.admin)
@@ -297,7 +321,7 @@ func up(ctx context.Context, out io.Writer, dir, bin string, serverArgs []string
 			fmt.Fprintf(out, "  %-8s %s\n", "", extra)
 		}
 	}
-	fmt.Fprintf(out, "\nConnect: bin/chatclient --addr 127.0.0.1:%d\nStop:    make cluster-down\n", nginxPort)
+	fmt.Fprintf(out, "\nConnect: bin/chatclient --addr 127.0.0.1:%d\nStop:    make cluster-down\n", cfg.nginxPort)
 	return nil
 }
 

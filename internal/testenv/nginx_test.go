@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,14 @@ func TestNginxProxyProtocol(t *testing.T) {
 	want := fmt.Sprintf("PROXY TCP4 127.0.0.1 127.0.0.1 %d %d", port, n.Port)
 	if lines[0] != want || lines[1] != "hello" {
 		t.Fatalf("got %q, want [%q hello]", lines, want)
+	}
+	pid := n.Pid()
+	if err := n.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, pid, "nginx")
+	if n.Pid() != 0 {
+		t.Fatalf("Pid after Stop = %d", n.Pid())
 	}
 }
 
@@ -187,4 +196,25 @@ func TestRenderNginxConfig(t *testing.T) {
 		}
 	}
 
+}
+
+// TestTemplateUsableAsIs checks that nginx/nginx.conf, unrendered, is a valid
+// configuration (nginx -t) for the standard cluster.
+func TestTemplateUsableAsIs(t *testing.T) {
+	path, err := FindTemplate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := lookBinary("nginx", "/usr/sbin/nginx")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	out, err := exec.Command(bin, "-t", "-p", dir+"/", "-e", "error.log", "-c", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("nginx -t %s: %v\n%s", path, err, out)
+	}
+	if !strings.Contains(string(out), "test is successful") {
+		t.Fatalf("nginx -t: %s", out)
+	}
 }

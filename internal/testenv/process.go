@@ -53,7 +53,6 @@ type Process struct {
 
 	mu      sync.Mutex
 	waitErr error
-	stopped bool
 }
 
 // StartProcess starts spec and returns at once; the caller waits for
@@ -141,9 +140,6 @@ func (p *Process) Signal(sig syscall.Signal) error {
 // to be killed or did not end; a non-zero exit status after the stop signal
 // is not an error. Stop is idempotent.
 func (p *Process) Stop() error {
-	p.mu.Lock()
-	p.stopped = true
-	p.mu.Unlock()
 	if err := p.Signal(p.spec.StopSignal); err != nil {
 		return err
 	}

@@ -214,10 +214,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		cancel()
 	}
 
+	// Engine.Stop polls every 500 ms; gnet.Run returns as soon as the
+	// engine is down, so wait for that instead.
 	stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := s.eng.Stop(stopCtx); err != nil && result == nil {
-		result = fmt.Errorf("netcore: shutdown: stop engine: %w", err)
+	stopErr := make(chan error, 1)
+	go func() { stopErr <- s.eng.Stop(stopCtx) }()
+	select {
+	case err := <-stopErr:
+		if err != nil && result == nil {
+			result = fmt.Errorf("netcore: shutdown: stop engine: %w", err)
+		}
+	case <-s.runDone:
 	}
 	select {
 	case <-s.runDone:

@@ -299,7 +299,10 @@ func (b *Bus) userOf(channel string) (int64, bool) {
 		return 0, false
 	}
 	id, err := strconv.ParseInt(channel[len(b.prefix):], 10, 64)
-	return id, err == nil
+	if err != nil {
+		return 0, false
+	}
+	return id, true
 }
 
 func (b *Bus) isClosed() bool {

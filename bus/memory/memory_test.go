@@ -1,6 +1,7 @@
 package memory_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -85,5 +86,30 @@ func TestSlowHandlerDrops(t *testing.T) {
 	}
 	if s := slow.Stats(); s.Delivered+s.Dropped != 100 {
 		t.Fatalf("delivered %d + dropped %d != 100", s.Delivered, s.Dropped)
+	}
+}
+
+// BenchmarkPublishFanOut500 publishes one payload to 500 users held by
+// another node of the hub.
+func BenchmarkPublishFanOut500(b *testing.B) {
+	ctx := context.Background()
+	hub := memory.NewHub(memory.WithQueueSize(1 << 16))
+	sub := hub.Bus(bus.Options{Node: "sub", Handler: func(int64, []byte) {}})
+	pub := hub.Bus(bus.Options{Node: "pub"})
+	b.Cleanup(func() { _ = sub.Close(); _ = pub.Close() })
+	users := make([]int64, 500)
+	for i := range users {
+		users[i] = int64(i + 1)
+		if err := sub.Subscribe(ctx, users[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
+	payload := make([]byte, 200)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := pub.Publish(ctx, users, payload); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -10,7 +10,7 @@ import (
 
 	"clusterchat/chatservice/protocol"
 	"clusterchat/client"
-	"clusterchat/client/internal/servertest"
+	"clusterchat/client/servertest"
 )
 
 var (

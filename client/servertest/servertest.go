@@ -45,6 +45,8 @@ type Server struct {
 	cmd  *exec.Cmd
 	logs *lockedBuffer
 	done chan struct{}
+
+	waitErr error
 }
 
 type lockedBuffer struct {
@@ -76,6 +78,12 @@ func Start(t testing.TB, bin, dir string, extra ...string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return StartAt(t, bin, dir, addr, extra...)
+}
+
+// StartAt is Start on a given address (to restart a server in place).
+func StartAt(t testing.TB, bin, dir, addr string, extra ...string) *Server {
+	t.Helper()
 	args := append([]string{"--listen", addr, "--store", "sqlite:" + filepath.Join(dir, "chat.db"), "--bcrypt-cost", "4"}, extra...)
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
@@ -85,15 +93,9 @@ func Start(t testing.TB, bin, dir string, extra ...string) *Server {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start chatserver: %v", err)
 	}
-	go func() { _ = cmd.Wait(); close(s.done) }()
+	go func() { s.waitErr = cmd.Wait(); close(s.done) }()
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-s.done
-		}
+		s.Stop()
 		if t.Failed() {
 			t.Logf("chatserver logs:\n%s", s.Logs())
 		}
@@ -115,4 +117,17 @@ func Start(t testing.TB, bin, dir string, extra ...string) *Server {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Stop sends SIGTERM, waits up to 10 s for the exit (then SIGKILL) and
+// returns the process's exit error. It may be called more than once.
+func (s *Server) Stop() error {
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	return s.waitErr
 }

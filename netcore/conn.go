@@ -60,6 +60,7 @@ type Conn struct {
 	proxyPending bool
 	lastActive   int64
 	leftover     int
+	hwFired      bool
 	drainTimer   *time.Timer
 }
 
@@ -127,6 +128,18 @@ func (c *Conn) Send(frame []byte) error {
 	}
 	if c.out == nil {
 		c.out = c.srv.getBuf()
+	}
+	if hw := c.srv.opts.HighWater; hw > 0 && len(*c.out)+len(frame) > hw {
+		// Output queued faster than the loop hands it to gnet: the
+		// connection is past the mark before gnet even sees it.
+		queued := len(*c.out) + len(frame)
+		c.sendClosed = true
+		if !c.reasonSet {
+			c.reason, c.reasonSet = ReasonHighWater, true
+		}
+		c.mu.Unlock()
+		_ = c.loop.exec(func() { c.highWater(queued) })
+		return fmt.Errorf("netcore: send on conn %d: output past high-water mark: %w", c.id, ErrConnClosed)
 	}
 	b, err := c.enc.Encode(*c.out, frame)
 	if err != nil {
@@ -223,10 +236,7 @@ func (c *Conn) afterWrite() {
 	buffered := c.gc.OutboundBuffered()
 	o := &c.srv.opts
 	if o.HighWater > 0 && buffered > o.HighWater {
-		if o.OnHighWater != nil {
-			o.OnHighWater(c, buffered)
-		}
-		c.closeOnLoop(ReasonHighWater)
+		c.highWater(buffered)
 		return
 	}
 	if buffered > 0 {
@@ -236,6 +246,18 @@ func (c *Conn) afterWrite() {
 		return
 	}
 	c.outputDrained()
+}
+
+// highWater reports the mark and closes. Loop only.
+func (c *Conn) highWater(buffered int) {
+	if c.state == stateClosed || c.hwFired {
+		return
+	}
+	c.hwFired = true
+	if cb := c.srv.opts.OnHighWater; cb != nil {
+		cb(c, buffered)
+	}
+	c.closeOnLoop(ReasonHighWater)
 }
 
 // checkOutput is the loop's poll of a watched connection. Loop only.

@@ -1,11 +1,24 @@
 package chatservice
 
 import (
+	"context"
+	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"clusterchat/netcore"
 )
+
+// transport is what a session needs of its connection; *netcore.Conn has
+// it (tests substitute their own).
+type transport interface {
+	ID() uint64
+	Send(frame []byte) error
+	Context() context.Context
+	RemoteAddr() net.Addr
+	Shutdown(timeout time.Duration)
+}
 
 // session is the chat state of one connection.
 //
@@ -14,7 +27,7 @@ import (
 // connection's executor queue, where its requests run one after another.
 // userID is atomic because pushes from other goroutines read it.
 type session struct {
-	conn  *netcore.Conn
+	conn  transport
 	queue *netcore.Queue
 
 	// loop-owned

@@ -38,7 +38,7 @@ func realServer(t *testing.T) *servertest.Server {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
-		serverBin, buildErr = servertest.Build(ctx, buildDir, "clusterchat/cmd/chatserver")
+		serverBin, buildErr = servertest.ServerBinary(ctx, buildDir)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)

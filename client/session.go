@@ -709,7 +709,18 @@ func (s *Session) flushAcks() {
 	})
 	c := s.Conn()
 	if c == nil {
-		s.post(input{kind: inAckDone, acks: items, err: ErrClosed})
+		// Not connected: forget what was "sent"; the next login resends.
+		s.smu.Lock()
+		for _, it := range items {
+			cv := FriendConv(it.FriendID)
+			if it.GroupID != 0 {
+				cv = GroupConv(it.GroupID)
+			}
+			if cs := s.convs[cv]; cs != nil && cs.ackSent == it.Seq {
+				cs.ackSent = 0
+			}
+		}
+		s.smu.Unlock()
 		return
 	}
 	go func() {

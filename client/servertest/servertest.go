@@ -29,6 +29,15 @@ func Build(ctx context.Context, dir, pkg string) (string, error) {
 	return bin, nil
 }
 
+// ServerBinary returns the chatserver binary to test: $CHATSERVER_BIN when
+// set (a prebuilt binary), else cmd/chatserver built into dir.
+func ServerBinary(ctx context.Context, dir string) (string, error) {
+	if bin := os.Getenv("CHATSERVER_BIN"); bin != "" {
+		return bin, nil
+	}
+	return Build(ctx, dir, "clusterchat/cmd/chatserver")
+}
+
 // FreeAddr returns a free loopback address "127.0.0.1:PORT".
 func FreeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

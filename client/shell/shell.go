@@ -41,6 +41,10 @@ type Config struct {
 	SendTimeout time.Duration
 	// Session, when set, adjusts the options of every session (tests).
 	Session func(*client.SessionOptions)
+	// Size, when set, returns the terminal's width and height; it is asked
+	// at start and whenever Resize delivers (SIGWINCH).
+	Size   func() (width, height int, err error)
+	Resize <-chan struct{}
 }
 
 // PlainFormat documents the plain line mode; chatclient --help prints it.
@@ -97,6 +101,27 @@ func Run(ctx context.Context, cfg Config) error {
 		}{cfg.In, cfg.Out}, "> ")
 		tu.t.AutoCompleteCallback = sh.complete
 		sh.ui = tu
+		if cfg.Size != nil {
+			if w, h, err := cfg.Size(); err == nil {
+				tu.SetSize(w, h)
+			}
+			if cfg.Resize != nil {
+				rctx, cancel := context.WithCancel(ctx)
+				defer cancel()
+				go func() {
+					for {
+						select {
+						case <-rctx.Done():
+							return
+						case <-cfg.Resize:
+							if w, h, err := cfg.Size(); err == nil {
+								tu.SetSize(w, h)
+							}
+						}
+					}
+				}()
+			}
+		}
 	} else {
 		sh.ui = newPlainUI(cfg.In, cfg.Out)
 	}

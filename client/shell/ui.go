@@ -32,8 +32,38 @@ type termUI struct {
 }
 
 func newTermUI(rw io.ReadWriter, prompt string) *termUI {
-	return &termUI{t: term.NewTerminal(rw, prompt)}
+	t := term.NewTerminal(rw, prompt)
+	t.History = &history{max: 500}
+	return &termUI{t: t}
 }
+
+// history is the line editor's command history; it never keeps a line
+// that carries a password (login:..., register:...).
+type history struct {
+	max     int
+	entries []string // oldest first
+}
+
+func (h *history) Add(entry string) {
+	l := strings.ToLower(strings.TrimSpace(entry))
+	if strings.HasPrefix(l, "login:") || strings.HasPrefix(l, "register:") || l == "" {
+		return
+	}
+	if n := len(h.entries); n > 0 && h.entries[n-1] == entry {
+		return
+	}
+	h.entries = append(h.entries, entry)
+	if len(h.entries) > h.max {
+		h.entries = h.entries[len(h.entries)-h.max:]
+	}
+}
+
+func (h *history) Len() int { return len(h.entries) }
+
+func (h *history) At(i int) string { return h.entries[len(h.entries)-1-i] }
+
+// SetSize tells the line editor the terminal's size.
+func (u *termUI) SetSize(w, h int) { _ = u.t.SetSize(w, h) }
 
 func (u *termUI) ReadLine() (string, error) {
 	for {

@@ -186,7 +186,7 @@ func buildBinaries(t *testing.T) (server, client string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
-	server, err := servertest.Build(ctx, dir, "clusterchat/cmd/chatserver")
+	server, err := servertest.ServerBinary(ctx, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

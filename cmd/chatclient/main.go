@@ -67,6 +67,19 @@ func run() int {
 	}
 	restore := func() {}
 	if interactive {
+		cfg.Size = func() (int, int, error) { return term.GetSize(outFd) }
+		winch := make(chan os.Signal, 1)
+		signal.Notify(winch, syscall.SIGWINCH)
+		resize := make(chan struct{}, 1)
+		go func() {
+			for range winch {
+				select {
+				case resize <- struct{}{}:
+				default:
+				}
+			}
+		}()
+		cfg.Resize = resize
 		old, err := term.MakeRaw(inFd)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "chatclient: terminal: %v\n", err)

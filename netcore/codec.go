@@ -49,6 +49,7 @@ type lengthFieldCodec struct {
 // ErrFrameEmpty, a length above maxFrame is ErrFrameTooLarge; both are
 // detected from the header, before the body is awaited. maxFrame <= 0 means
 // DefaultMaxFrame. The codec is stateless and safe for concurrent use.
+// Any goroutine.
 func NewLengthFieldCodec(maxFrame int) Codec {
 	if maxFrame <= 0 {
 		maxFrame = DefaultMaxFrame
@@ -107,7 +108,8 @@ var crlf = []byte("\r\n")
 // (empty) frame. A line longer than maxLine bytes without a CRLF is
 // ErrLineTooLong. Encode appends CRLF and rejects frames containing CRLF
 // (ErrBadLine) or longer than maxLine. maxLine <= 0 means 8192. The codec
-// keeps scan state: create one per connection.
+// keeps scan state: create one per connection (its Encode is safe for
+// concurrent use). Any goroutine.
 func NewLineCodec(maxLine int) Codec {
 	if maxLine <= 0 {
 		maxLine = 8192

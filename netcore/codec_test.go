@@ -262,3 +262,25 @@ func FuzzLineDecode(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkLengthFieldDecode(b *testing.B) {
+	c := NewLengthFieldCodec(DefaultMaxFrame)
+	var stream []byte
+	for range 64 {
+		stream = binary.BigEndian.AppendUint32(stream, 64)
+		stream = append(stream, make([]byte, 64)...)
+	}
+	in := &memInbound{}
+	b.SetBytes(int64(len(stream)))
+	b.ReportAllocs()
+	for b.Loop() {
+		in.b = stream
+		for {
+			_, n, err := c.Decode(in)
+			if err != nil || n == 0 {
+				break
+			}
+			in.discard(n)
+		}
+	}
+}

@@ -166,7 +166,9 @@ func (c *Conn) Send(frame []byte) error {
 // goroutine.
 func (c *Conn) Shutdown(timeout time.Duration) { c.ShutdownWith(ReasonShutdown, timeout) }
 
-// ShutdownWith is Shutdown with the close reason to report. Any goroutine.
+// ShutdownWith is Shutdown with the close reason to report. The first
+// reason given to ShutdownWith or ForceClose is the one reported. Any
+// goroutine.
 func (c *Conn) ShutdownWith(reason CloseReason, timeout time.Duration) {
 	c.setReason(reason)
 	_ = c.loop.exec(func() { c.beginDrain(reason, timeout) })

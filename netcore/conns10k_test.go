@@ -140,3 +140,5 @@ func TestTenThousandConns(t *testing.T) {
 		t.Fatal(fmt.Errorf("shutdown: %w", err))
 	}
 }
+
+func numGoroutine() int { return runtime.NumGoroutine() }

@@ -53,7 +53,7 @@ type Queue struct {
 	running bool // in ready or being run
 }
 
-// NewExecutor starts an Executor's workers.
+// NewExecutor starts an Executor's workers. Any goroutine.
 func NewExecutor(opts ExecutorOptions) *Executor {
 	if opts.Workers <= 0 {
 		opts.Workers = 4 * runtime.GOMAXPROCS(0)

@@ -44,6 +44,7 @@ var reasonNames = [numReasons]string{
 }
 
 // String returns the reason's metric-friendly name ("peer", "idle", ...).
+// Any goroutine.
 func (r CloseReason) String() string {
 	if r >= 0 && r < numReasons {
 		return reasonNames[r]
@@ -51,7 +52,7 @@ func (r CloseReason) String() string {
 	return "reason(" + strconv.Itoa(int(r)) + ")"
 }
 
-// Reasons returns every defined CloseReason in order.
+// Reasons returns every defined CloseReason in order. Any goroutine.
 func Reasons() []CloseReason {
 	rs := make([]CloseReason, numReasons)
 	for i := range rs {

@@ -89,6 +89,7 @@ type Server struct {
 }
 
 // NewServer validates opts and returns a Server that is not yet listening.
+// Any goroutine.
 func NewServer(opts Options) (*Server, error) {
 	if opts.Addr == "" {
 		return nil, errors.New("netcore: Options.Addr is required")
@@ -153,6 +154,11 @@ func (s *Server) Start() error {
 	case <-s.booted:
 		return nil
 	case <-s.runDone:
+		s.mu.Lock()
+		// Nothing to shut down; a failed server cannot be started again.
+		s.started, s.closing = false, true
+		close(s.stopped)
+		s.mu.Unlock()
 		if s.runErr == nil {
 			s.runErr = errors.New("engine exited")
 		}

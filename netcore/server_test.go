@@ -49,6 +49,12 @@ func TestStartTwiceAndBusyPort(t *testing.T) {
 		_ = s2.Shutdown(context.Background())
 		t.Fatal("Start on a busy port succeeded")
 	}
+	if err := s2.Start(); !errors.Is(err, ErrServerClosed) {
+		t.Fatalf("Start after a failed Start: %v", err)
+	}
+	if err := s2.Shutdown(context.Background()); err != nil {
+		t.Fatalf("Shutdown after a failed Start: %v", err)
+	}
 }
 
 // TestSplitAtEveryByte sends a stream of frames split at every byte

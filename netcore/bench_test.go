@@ -1,0 +1,291 @@
+package netcore
+
+// Benchmarks: echo round trips over loopback for netcore, raw gnet and a
+// goroutine-per-connection net server, and resident memory per idle
+// connection. See README.md for the command and figures.
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+	"github.com/panjf2000/gnet/v2"
+)
+
+const benchConns = 1000
+
+// echoTarget is a running echo server under benchmark.
+type echoTarget struct {
+	addr string
+	stop func()
+}
+
+type serverKind struct {
+	name  string
+	start func(tb testing.TB) echoTarget
+}
+
+var serverKinds = []serverKind{
+	{"netcore", startNetcoreEcho},
+	{"gnet", startGnetEcho},
+	{"net", startNetEcho},
+}
+
+func startNetcoreEcho(tb testing.TB) echoTarget {
+	s, err := NewServer(Options{
+		Addr:      "127.0.0.1:0",
+		Logger:    testLogger(),
+		OnMessage: func(c *Conn, f []byte) { _ = c.Send(f) },
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	return echoTarget{s.Addr().String(), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	}}
+}
+
+// rawGnetEcho is a correct length-field echo written directly on gnet: the
+// baseline netcore is measured against (no copies, no output queue).
+type rawGnetEcho struct {
+	gnet.BuiltinEventEngine
+	eng    gnet.Engine
+	booted chan struct{}
+}
+
+func (h *rawGnetEcho) OnBoot(eng gnet.Engine) gnet.Action {
+	h.eng = eng
+	close(h.booted)
+	return gnet.None
+}
+
+func (h *rawGnetEcho) OnTraffic(c gnet.Conn) gnet.Action {
+	for {
+		if c.InboundBuffered() < 4 {
+			return gnet.None
+		}
+		hdr, _ := c.Peek(4)
+		n := int(binary.BigEndian.Uint32(hdr))
+		if n == 0 || n > DefaultMaxFrame {
+			return gnet.Close
+		}
+		if c.InboundBuffered() < 4+n {
+			return gnet.None
+		}
+		frame, _ := c.Peek(4 + n)
+		_, _ = c.Write(frame)
+		_, _ = c.Discard(4 + n)
+	}
+}
+
+func startGnetEcho(tb testing.TB) echoTarget {
+	addr := freeAddr(tb)
+	h := &rawGnetEcho{booted: make(chan struct{})}
+	done := make(chan error, 1)
+	go func() {
+		done <- gnet.Run(h, "tcp://"+addr, gnet.WithMulticore(true), gnet.WithReuseAddr(true),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithLogger(gnetLogger{testLogger()}))
+	}()
+	select {
+	case <-h.booted:
+	case err := <-done:
+		tb.Fatalf("gnet: %v", err)
+	}
+	return echoTarget{addr, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = h.eng.Stop(ctx)
+		<-done
+	}}
+}
+
+// startNetEcho is the classic goroutine-per-connection server.
+func startNetEcho(tb testing.TB) echoTarget {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	conns := map[net.Conn]struct{}{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns[c] = struct{}{}
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				r := bufio.NewReader(c)
+				var hdr [4]byte
+				for {
+					if _, err := io.ReadFull(r, hdr[:]); err != nil {
+						return
+					}
+					n := binary.BigEndian.Uint32(hdr[:])
+					if n == 0 || n > DefaultMaxFrame {
+						return
+					}
+					buf := make([]byte, 4+n)
+					copy(buf, hdr[:])
+					if _, err := io.ReadFull(r, buf[4:]); err != nil {
+						return
+					}
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return echoTarget{ln.Addr().String(), func() {
+		_ = ln.Close()
+		mu.Lock()
+		for c := range conns {
+			_ = c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	}}
+}
+
+func freeAddr(tb testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// BenchmarkEcho measures closed-loop echo round trips with 1,000
+// connections, each sending one frame and waiting for it; ns/op is per
+// round trip over all connections. Reports rt/s and p99 latency.
+func BenchmarkEcho(b *testing.B) {
+	for _, size := range []int{64, 1024} {
+		for _, k := range serverKinds {
+			b.Run(fmt.Sprintf("%s/%dB", k.name, size), func(b *testing.B) {
+				tgt := k.start(b)
+				defer tgt.stop()
+				benchEcho(b, tgt.addr, size)
+			})
+		}
+	}
+}
+
+func benchEcho(b *testing.B, addr string, size int) {
+	conns := make([]net.Conn, benchConns)
+	for i := range conns {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns[i] = c
+	}
+	defer func() {
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	}()
+	frame := binary.BigEndian.AppendUint32(nil, uint32(size))
+	frame = append(frame, make([]byte, size)...)
+	hists := make([]*hdrhistogram.Histogram, benchConns)
+	var next atomic.Int64
+	var failed atomic.Pointer[error]
+	var wg sync.WaitGroup
+	b.SetBytes(int64(2 * len(frame)))
+	b.ResetTimer()
+	start := time.Now()
+	for i, c := range conns {
+		h := hdrhistogram.New(1, 10_000_000, 3)
+		hists[i] = h
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			reply := make([]byte, len(frame))
+			for next.Add(1) <= int64(b.N) {
+				t0 := time.Now()
+				if _, err := c.Write(frame); err != nil {
+					failed.Store(&err)
+					return
+				}
+				if _, err := io.ReadFull(c, reply); err != nil {
+					failed.Store(&err)
+					return
+				}
+				_ = h.RecordValue(time.Since(t0).Microseconds())
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	if p := failed.Load(); p != nil {
+		b.Fatalf("round trip: %v", *p)
+	}
+	all := hdrhistogram.New(1, 10_000_000, 3)
+	for _, h := range hists {
+		all.Merge(h)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "rt/s")
+	b.ReportMetric(float64(all.ValueAtQuantile(99)), "p99-µs")
+	b.ReportMetric(float64(all.ValueAtQuantile(50)), "p50-µs")
+}
+
+// BenchmarkIdleConnMemory measures the server process's resident memory
+// per idle connection with 10,000 connections held by a child process.
+// The measurement is made once per server kind; b.N is ignored.
+func BenchmarkIdleConnMemory(b *testing.B) {
+	const n = 10000
+	for _, k := range serverKinds {
+		b.Run(k.name, func(b *testing.B) {
+			perConn, goroutines := idleMemory(b, k, n)
+			b.ReportMetric(float64(perConn), "B/conn")
+			b.ReportMetric(float64(goroutines), "goroutines")
+		})
+	}
+}
+
+var idleCache sync.Map // kind name -> [2]int64
+
+func idleMemory(b *testing.B, k serverKind, n int) (int64, int64) {
+	if v, ok := idleCache.Load(k.name); ok {
+		r := v.([2]int64)
+		return r[0], r[1]
+	}
+	tgt := k.start(b)
+	defer tgt.stop()
+	before := settledRSS()
+	h := startHolder(b, tgt.addr, n)
+	time.Sleep(200 * time.Millisecond) // let the server finish the last echoes
+	after := settledRSS()
+	goroutines := int64(numGoroutine())
+	h.release(b)
+	r := [2]int64{(after - before) / int64(n), goroutines}
+	if after < 0 || before < 0 {
+		b.Fatal(errors.New("cannot read /proc/self/status"))
+	}
+	idleCache.Store(k.name, r)
+	return r[0], r[1]
+}

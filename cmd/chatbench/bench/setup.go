@@ -1,0 +1,172 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"clusterchat/client"
+)
+
+// user is one benchmark account and (while connected) its connection.
+type user struct {
+	idx   int
+	name  string
+	id    int64
+	addr  string
+	token string
+	conn  *client.Conn
+	rx    *receiver // nil: pushes are only counted
+}
+
+func (r *run) userName(i int) string { return r.prefix + "_" + strconv.Itoa(i) }
+
+// addrOf spreads users round-robin over --addr, so that with two servers
+// the two users of a pair (2p, 2p+1) are on different servers.
+func (r *run) addrOf(i int) string { return r.cfg.Addrs[i%len(r.cfg.Addrs)] }
+
+// reqCtx bounds one request by --timeout.
+func (r *run) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, r.cfg.Timeout)
+}
+
+// dial connects u to its server. Pushes go to u.rx when set, else they are
+// counted and dropped.
+func (r *run) dial(ctx context.Context, u *user) (*client.Conn, error) {
+	h := func(client.Push) { r.st.otherPushes.Add(1) }
+	if u.rx != nil {
+		h = u.rx.onPush
+	}
+	dctx, cancel := r.reqCtx(ctx)
+	defer cancel()
+	c, err := client.Dial(dctx, u.addr,
+		client.WithDialTimeout(r.cfg.Timeout),
+		client.WithPushBuffer(1), // the handler takes every push
+		client.WithPushHandler(h))
+	if err != nil {
+		return nil, fmt.Errorf("connect %s: %w", u.name, err)
+	}
+	return c, nil
+}
+
+// parallel runs f(i) for every i in [0, n), at most conc at once, and
+// returns the first error (the others stop early through ctx).
+func parallel(ctx context.Context, n, conc int, f func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		next    atomic.Int64
+		wg      sync.WaitGroup
+		errOnce sync.Once
+		first   error
+	)
+	if conc > n {
+		conc = n
+	}
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				if err := f(ctx, i); err != nil {
+					errOnce.Do(func() { first = err; cancel() })
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return first
+}
+
+// setupUsers registers users [0, n) and logs each in on its own
+// connection. With keep the connections stay open (pushes to rxFor(i));
+// without, they are closed after the login and only the tokens are kept.
+func (r *run) setupUsers(ctx context.Context, n int, keep bool, rxFor func(i int) *receiver) ([]*user, error) {
+	users := make([]*user, n)
+	var done atomic.Int64
+	r.setPhase("setup", func() string { return fmt.Sprintf("users %d/%d", done.Load(), n) })
+	err := parallel(ctx, n, r.cfg.SetupConc, func(ctx context.Context, i int) error {
+		u := &user{idx: i, name: r.userName(i), addr: r.addrOf(i)}
+		if rxFor != nil {
+			u.rx = rxFor(i)
+		}
+		c, err := r.dial(ctx, u)
+		if err != nil {
+			return err
+		}
+		rctx, cancel := r.reqCtx(ctx)
+		defer cancel()
+		pu, err := c.Register(rctx, u.name, r.cfg.Password)
+		if err != nil {
+			c.Close()
+			return fmt.Errorf("register %s on %s: %w", u.name, u.addr, err)
+		}
+		u.id = pu.ID
+		lr, err := c.LoginPassword(rctx, u.name, r.cfg.Password)
+		if err != nil {
+			c.Close()
+			return fmt.Errorf("login %s on %s: %w", u.name, u.addr, err)
+		}
+		u.token = lr.Token
+		if keep {
+			u.conn = c
+		} else {
+			c.Close()
+		}
+		users[i] = u
+		done.Add(1)
+		return nil
+	})
+	if err != nil {
+		closeAll(users)
+		return nil, fmt.Errorf("setup: %w", err)
+	}
+	return users, nil
+}
+
+// closeAll closes every open connection of users, in parallel.
+func closeAll(users []*user) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 256)
+	for _, u := range users {
+		if u == nil || u.conn == nil {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func(c *client.Conn) {
+			defer wg.Done()
+			c.Close()
+			<-sem
+		}(u.conn)
+		u.conn = nil
+	}
+	wg.Wait()
+}
+
+// befriend makes a and b friends: a asks, b accepts.
+func (r *run) befriend(ctx context.Context, a, b *user) error {
+	rctx, cancel := r.reqCtx(ctx)
+	defer cancel()
+	st, err := a.conn.AddFriend(rctx, b.id)
+	if err != nil {
+		return fmt.Errorf("%s ADD_FRIEND %s: %w", a.name, b.name, err)
+	}
+	if st == "friends" {
+		return nil
+	}
+	if err := b.conn.AcceptFriend(rctx, a.id); err != nil {
+		return fmt.Errorf("%s ACCEPT_FRIEND %s: %w", b.name, a.name, err)
+	}
+	return nil
+}

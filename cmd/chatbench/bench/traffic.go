@@ -1,0 +1,303 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// sender is one sending connection and its conversation: a friend (pairs)
+// or a group it owns (group).
+type sender struct {
+	idx        int
+	u          *user
+	target     int64 // toid or groupid
+	group      bool
+	recipients []*receiver // every connection that must get each message
+
+	mu    sync.Mutex
+	acked bitset // seqs acknowledged with errno 0
+}
+
+// traffic runs the pairs or group scenario.
+func (r *run) traffic(ctx context.Context, rep *Report) error {
+	cfg := r.cfg
+	setupStart := r.now()
+	var (
+		users   []*user
+		senders []*sender
+		err     error
+	)
+	newRx := func(i int) *receiver { return &receiver{r: r, idx: i} }
+	switch cfg.Scenario {
+	case ScenarioPairs:
+		users, err = r.setupUsers(ctx, 2*cfg.Pairs, true, newRx)
+		if err != nil {
+			return err
+		}
+		defer closeAll(users)
+		r.setPhase("friends", nil)
+		if err := parallel(ctx, cfg.Pairs, cfg.SetupConc, func(ctx context.Context, p int) error {
+			return r.befriend(ctx, users[2*p], users[2*p+1])
+		}); err != nil {
+			return fmt.Errorf("setup friends: %w", err)
+		}
+		for p := range cfg.Pairs {
+			a, b := users[2*p], users[2*p+1]
+			senders = append(senders, &sender{idx: p, u: a, target: b.id, recipients: []*receiver{b.rx}})
+		}
+	case ScenarioGroup:
+		g := cfg.GroupSize
+		users, err = r.setupUsers(ctx, g*cfg.Groups, true, newRx)
+		if err != nil {
+			return err
+		}
+		defer closeAll(users)
+		senders, err = r.setupGroups(ctx, users)
+		if err != nil {
+			return err
+		}
+	}
+	r.waitQuiet(ctx, 5*time.Second) // setup pushes (FRIEND_ADDED, GROUP_EVENT) drain first
+	rep.Users = len(users)
+	rep.Senders = len(senders)
+	rep.SetupS = roundTo((r.now() - setupStart).Seconds(), 2)
+	rep.RatePerSender = cfg.Rate
+	rep.OfferedPerS = cfg.Rate * float64(len(senders))
+	rep.DurationS = cfg.Duration.Seconds()
+	rep.InFlight = cfg.InFlight
+	rep.MsgSize = cfg.MsgSize
+	if cfg.Scenario == ScenarioGroup {
+		rep.GroupSize, rep.Groups = cfg.GroupSize, cfg.Groups
+	} else {
+		rep.Pairs = cfg.Pairs
+	}
+
+	body := strings.Repeat("x", cfg.MsgSize)
+	before := r.sampleServers()
+	start := r.now() + 20*time.Millisecond
+	end := start + cfg.Duration
+	r.setPhase("send", nil)
+	var wg sync.WaitGroup
+	for _, s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.sendLoop(ctx, s, body, start, end)
+		}()
+	}
+	wg.Wait()
+	sendDone := r.now()
+	after := r.sampleServers()
+	rep.Servers = r.serverReport(before, after, sendDone-start)
+
+	// Grace: wait until every acknowledged message reached every recipient.
+	r.setPhase("grace", func() string {
+		return fmt.Sprintf("owed %d", r.st.expected.Load()-r.st.unique.Load())
+	})
+	graceEnd := time.Now().Add(cfg.Grace)
+	for r.st.unique.Load() < r.st.expected.Load() && time.Now().Before(graceEnd) && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+
+	var lost, unacked int64
+	for _, s := range senders {
+		s.mu.Lock()
+		for _, rx := range s.recipients {
+			rx.mu.Lock()
+			lost += s.acked.andNotCount(rx.got)
+			unacked += rx.got.andNotCount(s.acked)
+			rx.mu.Unlock()
+		}
+		s.mu.Unlock()
+	}
+	st := &r.st
+	rep.Sent, rep.Acked = st.sent.Load(), st.acked.Load()
+	rep.Errors = st.errMap()
+	rep.Expected = st.expected.Load()
+	rep.Delivered, rep.DeliveredUnique = st.delivered.Load(), st.unique.Load()
+	rep.Lost, rep.Duplicated, rep.OutOfOrder = lost, st.duplicated.Load(), st.outOfOrder.Load()
+	rep.DeliveredUnacked = unacked
+	rep.DuplicateAcks = st.dupAcks.Load()
+	rep.OtherPushes, rep.BadPushes = st.otherPushes.Load(), st.badPushes.Load()
+	if w := time.Duration(st.lastAck.Load()) - start; w > 0 {
+		rep.AcksPerS = roundTo(float64(rep.Acked)/w.Seconds(), 1)
+	}
+	if w := time.Duration(st.lastDelivery.Load()) - start; w > 0 {
+		rep.DeliveriesPerS = roundTo(float64(rep.Delivered)/w.Seconds(), 1)
+	}
+	rep.AckLatency = summarize(r.ackHist.merged())
+	rep.DeliveryLatency = summarize(r.delHist.merged())
+	rep.PacerLag = summarize(r.lagHist.merged())
+	if rep.DuplicateAcks > 0 {
+		return fmt.Errorf("%w: the server acknowledged %d messages with a seq it had already given", ErrCheckFailed, rep.DuplicateAcks)
+	}
+	return nil
+}
+
+// setupGroups creates cfg.Groups groups (user g·G owns group g) and joins
+// the other members; it returns one sender per group (its owner).
+func (r *run) setupGroups(ctx context.Context, users []*user) ([]*sender, error) {
+	g := r.cfg.GroupSize
+	senders := make([]*sender, r.cfg.Groups)
+	r.setPhase("groups", nil)
+	if err := parallel(ctx, r.cfg.Groups, r.cfg.SetupConc, func(ctx context.Context, k int) error {
+		owner := users[k*g]
+		rctx, cancel := r.reqCtx(ctx)
+		defer cancel()
+		gi, err := owner.conn.CreateGroup(rctx, fmt.Sprintf("%s group %d", r.prefix, k), "chatbench")
+		if err != nil {
+			return fmt.Errorf("%s CREATE_GROUP: %w", owner.name, err)
+		}
+		s := &sender{idx: k, u: owner, target: gi.ID, group: true}
+		for m := 1; m < g; m++ {
+			s.recipients = append(s.recipients, users[k*g+m].rx)
+		}
+		senders[k] = s
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("setup groups: %w", err)
+	}
+	var joined atomic.Int64
+	joins := r.cfg.Groups * (g - 1)
+	r.setPhase("join", func() string { return fmt.Sprintf("%d/%d", joined.Load(), joins) })
+	if err := parallel(ctx, joins, r.cfg.SetupConc, func(ctx context.Context, j int) error {
+		k, m := j/(g-1), j%(g-1)+1
+		u := users[k*g+m]
+		rctx, cancel := r.reqCtx(ctx)
+		defer cancel()
+		if _, err := u.conn.JoinGroup(rctx, senders[k].target); err != nil {
+			return fmt.Errorf("%s JOIN_GROUP %d: %w", u.name, senders[k].target, err)
+		}
+		joined.Add(1)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("setup groups: %w", err)
+	}
+	return senders, nil
+}
+
+// waitQuiet waits (at most max) until no push arrived for 200 ms.
+func (r *run) waitQuiet(ctx context.Context, max time.Duration) {
+	deadline := time.Now().Add(max)
+	last, since := r.st.otherPushes.Load(), time.Now()
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+		if n := r.st.otherPushes.Load(); n != last {
+			last, since = n, time.Now()
+		} else if time.Since(since) >= 200*time.Millisecond {
+			return
+		}
+	}
+}
+
+// sendLoop sends s's messages on schedule from start until end: message i
+// is due at start + i/rate (start offset by a random fraction of the
+// interval so that senders do not fire together). At most --inflight sends
+// are outstanding; when the window is full the loop waits, and the wait
+// counts in the latency, which is measured from the scheduled time (no
+// coordinated omission). With rate 0 messages go as fast as the window
+// allows and latency is measured from the actual send.
+func (r *run) sendLoop(ctx context.Context, s *sender, body string, start, end time.Duration) {
+	rate := r.cfg.Rate
+	var interval float64
+	if rate > 0 {
+		interval = float64(time.Second) / rate
+		start += time.Duration(rand.Float64() * interval)
+	}
+	if d := start - r.now(); d > 0 && !sleepCtx(ctx, d) {
+		return
+	}
+	sem := make(chan struct{}, r.cfg.InFlight)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for i := int64(0); ; i++ {
+		var sched time.Duration
+		if rate > 0 {
+			sched = start + time.Duration(float64(i)*interval)
+			if sched >= end {
+				return
+			}
+			if d := sched - r.now(); d > 0 && !sleepCtx(ctx, d) {
+				return
+			}
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		now := r.now()
+		if rate == 0 {
+			if now >= end {
+				return
+			}
+			sched = now
+		}
+		r.lagHist.record(s.idx, now-sched)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.sendOne(ctx, s, body, i, sched)
+			<-sem
+		}()
+	}
+}
+
+// sendOne sends message i of s and records its outcome.
+func (r *run) sendOne(ctx context.Context, s *sender, body string, i int64, sched time.Duration) {
+	var buf [64]byte
+	cid := string(appendCID(buf[:0], s.idx, i, sched))
+	rctx, cancel := r.reqCtx(ctx)
+	r.st.sent.Add(1)
+	var (
+		seq int64
+		err error
+	)
+	if s.group {
+		seq, _, err = s.u.conn.GroupChat(rctx, s.target, body, cid)
+	} else {
+		seq, _, err = s.u.conn.SendChat(rctx, s.target, body, cid)
+	}
+	cancel()
+	now := r.now()
+	if err != nil {
+		r.st.addErr(err)
+		return
+	}
+	r.st.acked.Add(1)
+	r.st.expected.Add(int64(len(s.recipients)))
+	storeMax(&r.st.lastAck, int64(now))
+	r.ackHist.record(s.idx, now-sched)
+	s.mu.Lock()
+	dup := seq <= 0 || s.acked.set(seq)
+	s.mu.Unlock()
+	if dup {
+		r.st.dupAcks.Add(1)
+	}
+}
+
+func storeMax(a *atomic.Int64, v int64) {
+	for {
+		old := a.Load()
+		if v <= old || a.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
+
+// sleepCtx sleeps for d; false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -42,6 +42,11 @@ type SessionOptions struct {
 	AckDelay time.Duration
 	// PingInterval: PING when nothing was sent for that long (default 30 s).
 	PingInterval time.Duration
+	// SyncInterval: every so often the session runs LIST and fetches with
+	// HISTORY whatever a conversation's lastseq says it missed (a push lost
+	// with no later message to reveal the gap). Default 60 s; < 0 turns it
+	// off.
+	SyncInterval time.Duration
 	// RequestTimeout bounds each request the session makes on its own
 	// (login, HISTORY, ACK; default 10 s).
 	RequestTimeout time.Duration
@@ -178,6 +183,9 @@ func NewSession(opts SessionOptions) *Session {
 	}
 	if opts.PingInterval <= 0 {
 		opts.PingInterval = 30 * time.Second
+	}
+	if opts.SyncInterval == 0 {
+		opts.SyncInterval = 60 * time.Second
 	}
 	if opts.RequestTimeout <= 0 {
 		opts.RequestTimeout = 10 * time.Second
@@ -377,6 +385,9 @@ func (s *Session) Run(ctx context.Context) error {
 	s.running = true
 	s.runMu.Unlock()
 	defer s.shutdown(nil)
+	if s.opts.SyncInterval > 0 {
+		go s.syncLoop(ctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -863,4 +874,29 @@ func (s *Session) List(ctx context.Context) (ListResult, error) {
 	}
 	s.post(input{kind: inList, list: &lr})
 	return lr, nil
+}
+
+// syncLoop runs LIST every SyncInterval while the session lives.
+func (s *Session) syncLoop(ctx context.Context) {
+	t := time.NewTicker(s.opts.SyncInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		c := s.Conn()
+		if c == nil {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, s.opts.RequestTimeout)
+		lr, err := c.List(rctx)
+		cancel()
+		if err == nil {
+			s.post(input{kind: inList, list: &lr})
+		}
+	}
 }

@@ -47,7 +47,7 @@ func fakeConfig(addr, scenario string) Config {
 }
 
 func TestPairsClean(t *testing.T) {
-	s := startFake(t, nil)
+	s := startFake(t, nil, false)
 	cfg := fakeConfig(s.addr(), ScenarioPairs)
 	cfg.PIDs = []int{os.Getpid()}
 	rep, err := runBench(t, cfg)
@@ -81,8 +81,22 @@ func TestPairsClean(t *testing.T) {
 	}
 }
 
+func TestProxyProtocol(t *testing.T) {
+	s := startFake(t, nil, true)
+	cfg := fakeConfig(s.addr(), ScenarioPairs)
+	cfg.ProxyProtocol = true
+	cfg.Pairs, cfg.Duration = 2, 100*time.Millisecond
+	rep, err := runBench(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.proxied.Load() != 4 || rep.Acked == 0 || rep.DeliveredUnique != rep.Acked {
+		t.Errorf("proxied %d acked %d unique %d", s.proxied.Load(), rep.Acked, rep.DeliveredUnique)
+	}
+}
+
 func TestPairsUnpaced(t *testing.T) {
-	s := startFake(t, nil)
+	s := startFake(t, nil, false)
 	cfg := fakeConfig(s.addr(), ScenarioPairs)
 	cfg.Rate, cfg.InFlight, cfg.Duration = 0, 4, 200*time.Millisecond
 	rep, err := runBench(t, cfg)
@@ -142,7 +156,7 @@ func TestPairsFaults(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			s := startFake(t, tc.fault)
+			s := startFake(t, tc.fault, false)
 			cfg := fakeConfig(s.addr(), ScenarioPairs)
 			cfg.Grace = 200 * time.Millisecond
 			rep, err := runBench(t, cfg)
@@ -158,7 +172,7 @@ func TestPairsFaults(t *testing.T) {
 }
 
 func TestGroup(t *testing.T) {
-	s := startFake(t, nil)
+	s := startFake(t, nil, false)
 	cfg := fakeConfig(s.addr(), ScenarioGroup)
 	rep, err := runBench(t, cfg)
 	if err != nil {
@@ -173,7 +187,7 @@ func TestGroup(t *testing.T) {
 }
 
 func TestConns(t *testing.T) {
-	s := startFake(t, nil)
+	s := startFake(t, nil, false)
 	cfg := fakeConfig(s.addr(), ScenarioConns)
 	cfg.Conns = 40
 	cfg.PingEvery = 100 * time.Millisecond
@@ -196,7 +210,7 @@ func TestConns(t *testing.T) {
 }
 
 func TestStorm(t *testing.T) {
-	s := startFake(t, nil)
+	s := startFake(t, nil, false)
 	cfg := fakeConfig(s.addr(), ScenarioStorm)
 	cfg.Storm = 60
 	cfg.Duration = 10 * time.Second
@@ -214,7 +228,7 @@ func TestStorm(t *testing.T) {
 }
 
 func TestSetupFailureIsReported(t *testing.T) {
-	s := startFake(t, nil)
+	s := startFake(t, nil, false)
 	cfg := fakeConfig(s.addr(), ScenarioPairs)
 	cfg.Prefix = "dup"
 	if _, err := runBench(t, cfg); err != nil {

@@ -46,6 +46,10 @@ type Config struct {
 	Password  string
 	Prefix    string // user name prefix; "" → b<random>
 	Quiet     bool   // no progress lines
+	// ProxyProtocol sends a PROXY protocol v1 header on every connection,
+	// to reach cluster servers (started with --proxy-protocol) directly
+	// rather than through nginx, so that pairs surely cross servers.
+	ProxyProtocol bool
 }
 
 // DefaultConfig returns the defaults of the flags.
@@ -101,6 +105,7 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.StringVar(&c.Password, "password", c.Password, "password of the benchmark users")
 	fs.StringVar(&c.Prefix, "prefix", "", "user name prefix (default b<random>; names are PREFIX_i)")
 	fs.BoolVar(&c.Quiet, "quiet", false, "no progress line every second")
+	fs.BoolVar(&c.ProxyProtocol, "proxy-protocol", false, "send a PROXY v1 header first (to reach servers started with --proxy-protocol directly, bypassing nginx)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err

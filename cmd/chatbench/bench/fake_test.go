@@ -9,6 +9,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -18,8 +19,10 @@ import (
 // the checker can be tested against injected faults: fault(seq) decides
 // what happens to the push of message seq to one recipient.
 type fakeServer struct {
-	ln    net.Listener
-	fault func(seq int64) faultKind
+	ln      net.Listener
+	fault   func(seq int64) faultKind
+	proxy   bool         // expect a PROXY v1 header naming the peer
+	proxied atomic.Int64 // headers verified
 
 	mu      sync.Mutex
 	nextID  int64
@@ -54,7 +57,7 @@ type fakeConn struct {
 	held []byte // swapNext
 }
 
-func startFake(t *testing.T, fault func(int64) faultKind) *fakeServer {
+func startFake(t *testing.T, fault func(int64) faultKind, proxy bool) *fakeServer {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -64,7 +67,7 @@ func startFake(t *testing.T, fault func(int64) faultKind) *fakeServer {
 		fault = func(int64) faultKind { return deliver }
 	}
 	s := &fakeServer{
-		ln: ln, fault: fault,
+		ln: ln, fault: fault, proxy: proxy,
 		byName: map[string]*fakeUser{}, byID: map[int64]*fakeUser{}, tokens: map[string]*fakeUser{},
 		convSeq: map[string]int64{}, groups: map[int64][]int64{}, conns: map[*fakeConn]struct{}{},
 	}
@@ -117,6 +120,15 @@ func (s *fakeServer) serve(c *fakeConn) {
 		s.mu.Unlock()
 	}()
 	br := bufio.NewReader(c.nc)
+	if s.proxy {
+		line, err := br.ReadString('\n')
+		ra := c.nc.RemoteAddr().(*net.TCPAddr)
+		want := fmt.Sprintf("PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n", ra.Port, s.ln.Addr().(*net.TCPAddr).Port)
+		if err != nil || line != want {
+			return
+		}
+		s.proxied.Add(1)
+	}
 	var hdr [4]byte
 	for {
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {

@@ -9,7 +9,8 @@ import (
 
 // Report is the result of one run; it is printed as one JSON line with
 // --json. Latencies are in microseconds; send→ack and send→delivery are
-// measured from the message's scheduled send time.
+// measured from the moment a message was due and the pacer awake, so time
+// spent waiting for a free slot of the in-flight window counts.
 type Report struct {
 	Scenario string   `json:"scenario"`
 	Addrs    []string `json:"addrs"`
@@ -47,7 +48,7 @@ type Report struct {
 	DeliveriesPerS   float64          `json:"deliveries_per_s"`
 	AckLatency       *Latency         `json:"send_ack,omitempty"`
 	DeliveryLatency  *Latency         `json:"send_delivery,omitempty"`
-	PacerLag         *Latency         `json:"pacer_lag,omitempty"` // actual − scheduled send time
+	PacerLag         *Latency         `json:"pacer_lag,omitempty"` // pacer wake-up − scheduled time (paced runs)
 
 	Conns *ConnsReport `json:"conns,omitempty"`
 	Storm *StormReport `json:"storm,omitempty"`

@@ -3,9 +3,12 @@ package bench
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"clusterchat/client"
 )
@@ -41,14 +44,50 @@ func (r *run) dial(ctx context.Context, u *user) (*client.Conn, error) {
 	}
 	dctx, cancel := r.reqCtx(ctx)
 	defer cancel()
-	c, err := client.Dial(dctx, u.addr,
+	opts := []client.Option{
 		client.WithDialTimeout(r.cfg.Timeout),
 		client.WithPushBuffer(1), // the handler takes every push
-		client.WithPushHandler(h))
-	if err != nil {
-		return nil, fmt.Errorf("connect %s: %w", u.name, err)
+		client.WithPushHandler(h),
 	}
-	return c, nil
+	if !r.cfg.ProxyProtocol {
+		c, err := client.Dial(dctx, u.addr, opts...)
+		if err != nil {
+			return nil, fmt.Errorf("connect %s: %w", u.name, err)
+		}
+		return c, nil
+	}
+	d := net.Dialer{Timeout: r.cfg.Timeout}
+	nc, err := d.DialContext(dctx, "tcp", u.addr)
+	if err != nil {
+		return nil, fmt.Errorf("connect %s to %s: %w", u.name, u.addr, err)
+	}
+	if err := writeProxyHeader(nc, r.cfg.Timeout); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("connect %s to %s: %w", u.name, u.addr, err)
+	}
+	return client.NewConn(nc, opts...), nil
+}
+
+// writeProxyHeader sends a PROXY protocol v1 header naming the
+// connection's own addresses, as nginx would in front of a server started
+// with --proxy-protocol.
+func writeProxyHeader(nc net.Conn, timeout time.Duration) error {
+	la, ok1 := nc.LocalAddr().(*net.TCPAddr)
+	ra, ok2 := nc.RemoteAddr().(*net.TCPAddr)
+	if !ok1 || !ok2 {
+		return fmt.Errorf("PROXY header: not a TCP connection")
+	}
+	fam := "TCP4"
+	if la.IP.To4() == nil {
+		fam = "TCP6"
+	}
+	hdr := fmt.Sprintf("PROXY %s %s %s %d %d\r\n", fam, la.IP, ra.IP, la.Port, ra.Port)
+	_ = nc.SetWriteDeadline(time.Now().Add(timeout))
+	if _, err := io.WriteString(nc, hdr); err != nil {
+		return fmt.Errorf("write PROXY header: %w", err)
+	}
+	_ = nc.SetWriteDeadline(time.Time{})
+	return nil
 }
 
 // parallel runs f(i) for every i in [0, n), at most conc at once, and

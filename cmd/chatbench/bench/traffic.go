@@ -197,11 +197,13 @@ func (r *run) waitQuiet(ctx context.Context, max time.Duration) {
 
 // sendLoop sends s's messages on schedule from start until end: message i
 // is due at start + i/rate (start offset by a random fraction of the
-// interval so that senders do not fire together). At most --inflight sends
-// are outstanding; when the window is full the loop waits, and the wait
-// counts in the latency, which is measured from the scheduled time (no
-// coordinated omission). With rate 0 messages go as fast as the window
-// allows and latency is measured from the actual send.
+// interval so that senders do not fire together); a late loop catches up
+// at once. At most --inflight sends are outstanding; when the window is
+// full the loop waits, and the wait counts in the message's latency, which
+// is measured from the moment the message was due to go and the pacer was
+// awake (so a slow server shows as latency, not as a lower rate; the
+// timer's own lateness is reported as the pacer lag). With rate 0 messages
+// go as fast as the window allows.
 func (r *run) sendLoop(ctx context.Context, s *sender, body string, start, end time.Duration) {
 	rate := r.cfg.Rate
 	var interval float64
@@ -226,32 +228,33 @@ func (r *run) sendLoop(ctx context.Context, s *sender, body string, start, end t
 				return
 			}
 		}
+		// The message's send time is now: the timer's own lateness is the
+		// pacer lag (reported apart), a full window counts as latency.
+		stamp := r.now()
+		if rate == 0 && stamp >= end {
+			return
+		}
+		if rate > 0 {
+			r.lagHist.record(s.idx, stamp-sched)
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
 			return
 		}
-		now := r.now()
-		if rate == 0 {
-			if now >= end {
-				return
-			}
-			sched = now
-		}
-		r.lagHist.record(s.idx, now-sched)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r.sendOne(ctx, s, body, i, sched)
+			r.sendOne(ctx, s, body, i, stamp)
 			<-sem
 		}()
 	}
 }
 
 // sendOne sends message i of s and records its outcome.
-func (r *run) sendOne(ctx context.Context, s *sender, body string, i int64, sched time.Duration) {
+func (r *run) sendOne(ctx context.Context, s *sender, body string, i int64, stamp time.Duration) {
 	var buf [64]byte
-	cid := string(appendCID(buf[:0], s.idx, i, sched))
+	cid := string(appendCID(buf[:0], s.idx, i, stamp))
 	rctx, cancel := r.reqCtx(ctx)
 	r.st.sent.Add(1)
 	var (
@@ -272,7 +275,7 @@ func (r *run) sendOne(ctx context.Context, s *sender, body string, i int64, sche
 	r.st.acked.Add(1)
 	r.st.expected.Add(int64(len(s.recipients)))
 	storeMax(&r.st.lastAck, int64(now))
-	r.ackHist.record(s.idx, now-sched)
+	r.ackHist.record(s.idx, now-stamp)
 	s.mu.Lock()
 	dup := seq <= 0 || s.acked.set(seq)
 	s.mu.Unlock()

@@ -124,6 +124,7 @@ func (c *Conn) Send(frame []byte) error {
 	c.mu.Lock()
 	if c.sendClosed {
 		c.mu.Unlock()
+		c.loop.stats.dropped.Add(1)
 		return fmt.Errorf("netcore: send on conn %d: %w", c.id, ErrConnClosed)
 	}
 	if c.out == nil {
@@ -138,6 +139,7 @@ func (c *Conn) Send(frame []byte) error {
 			c.reason, c.reasonSet = ReasonHighWater, true
 		}
 		c.mu.Unlock()
+		c.loop.stats.dropped.Add(1)
 		_ = c.loop.exec(func() { c.highWater(queued) })
 		return fmt.Errorf("netcore: send on conn %d: output past high-water mark: %w", c.id, ErrConnClosed)
 	}

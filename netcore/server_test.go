@@ -610,7 +610,7 @@ func TestConnAPI(t *testing.T) {
 	}
 	expectClosed(t, c, 5*time.Second)
 	st := s.Stats()
-	if st.Closes[ReasonOverload] != 1 || st.FramesIn != 1 || st.Accepted != 1 {
+	if st.Closes[ReasonOverload] != 1 || st.FramesIn != 1 || st.Accepted != 1 || st.Dropped != 1 {
 		t.Fatalf("stats %+v", st)
 	}
 }

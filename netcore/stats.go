@@ -10,6 +10,9 @@ type Stats struct {
 	FramesOut uint64 // frames sent (written to gnet)
 	BytesIn   uint64 // bytes read from sockets
 	BytesOut  uint64 // bytes written (header included)
+	// Dropped counts frames Send refused because the connection was
+	// closed, shutting down or past its high-water mark.
+	Dropped uint64
 	// Closes counts closed connections by reason; every CloseReason is
 	// present.
 	Closes map[CloseReason]uint64
@@ -23,6 +26,7 @@ type loopStats struct {
 	framesOut atomic.Uint64
 	bytesIn   atomic.Uint64
 	bytesOut  atomic.Uint64
+	dropped   atomic.Uint64 // written by Send, any goroutine
 	closes    [numReasons]atomic.Uint64
 	_         [64]byte // keep loops' counters on separate cache lines
 }
@@ -33,6 +37,7 @@ func (s *Stats) add(ls *loopStats) {
 	s.FramesOut += ls.framesOut.Load()
 	s.BytesIn += ls.bytesIn.Load()
 	s.BytesOut += ls.bytesOut.Load()
+	s.Dropped += ls.dropped.Load()
 	for i := range ls.closes {
 		s.Closes[CloseReason(i)] += ls.closes[i].Load()
 	}

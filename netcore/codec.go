@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
+	"math"
 )
 
 // Inbound is the read side of a connection as a Codec sees it: the bytes
@@ -88,8 +89,11 @@ func (l *lengthFieldCodec) Encode(dst, frame []byte) ([]byte, error) {
 	if len(frame) == 0 {
 		return dst, fmt.Errorf("encode: %w", ErrFrameEmpty)
 	}
-	if len(frame) > l.max {
-		return dst, fmt.Errorf("encode %d bytes, max %d: %w", len(frame), l.max, ErrFrameTooLarge)
+	// max bounds what is accepted, not what is sent: a server's answers
+	// (a page of history, a long friend list) may be larger than the
+	// requests it accepts. Only the 4-byte length field bounds them.
+	if uint64(len(frame)) > math.MaxUint32 {
+		return dst, fmt.Errorf("encode %d bytes: %w", len(frame), ErrFrameTooLarge)
 	}
 	dst = binary.BigEndian.AppendUint32(dst, uint32(len(frame)))
 	return append(dst, frame...), nil

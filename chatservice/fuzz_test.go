@@ -23,10 +23,11 @@ type recorder struct {
 	ctx    context.Context
 }
 
-func (r *recorder) ID() uint64               { return 1 }
-func (r *recorder) Context() context.Context { return r.ctx }
-func (r *recorder) RemoteAddr() net.Addr     { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
-func (r *recorder) Shutdown(time.Duration)   {}
+func (r *recorder) ID() uint64                            { return 1 }
+func (r *recorder) Context() context.Context              { return r.ctx }
+func (r *recorder) RemoteAddr() net.Addr                  { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+func (r *recorder) Shutdown(time.Duration)                {}
+func (r *recorder) WaitUnsent(context.Context, int) error { return nil }
 func (r *recorder) Send(f []byte) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -1,6 +1,7 @@
 package chatservice
 
 import (
+	"context"
 	"errors"
 	"time"
 
@@ -52,13 +53,8 @@ func (s *Service) handleOneChat(c *call) *apiError {
 	}
 	ctx, cancel := s.storeCtx()
 	defer cancel()
-	if _, err := s.store.UserByID(ctx, toid); err != nil {
-		return s.storeErr(err, "user")
-	}
-	if ok, err := s.store.AreFriends(ctx, me, toid); err != nil {
-		return s.storeErr(err, "friend")
-	} else if !ok {
-		return errf(protocol.ErrForbidden, "user %d is not your friend", toid)
+	if aerr := s.requireFriend(ctx, me, toid); aerr != nil {
+		return aerr
 	}
 	return s.sendMessage(c, model.Direct(me, toid), me, msg, cid, []int64{toid, me})
 }
@@ -83,6 +79,22 @@ func (s *Service) handleGroupChat(c *call) *apiError {
 		return s.groupErr(err)
 	}
 	return s.sendMessage(c, model.GroupConv(gid), me, msg, cid, memberIDs(members))
+}
+
+// requireFriend answers 404 when other does not exist and 403 when it is
+// not a friend of me. The common case (friends) costs one query.
+func (s *Service) requireFriend(ctx context.Context, me, other int64) *apiError {
+	ok, err := s.store.AreFriends(ctx, me, other)
+	if err != nil {
+		return s.storeErr(err, "friend")
+	}
+	if ok {
+		return nil
+	}
+	if _, err := s.store.UserByID(ctx, other); err != nil {
+		return s.storeErr(err, "user")
+	}
+	return errf(protocol.ErrForbidden, "user %d is not your friend", other)
 }
 
 // sendMessage stores a message (durably, before the response), answers
@@ -158,13 +170,8 @@ func (s *Service) handleHistory(c *call) *apiError {
 		if fid == me {
 			return errf(protocol.ErrBadRequest, "friendid names yourself")
 		}
-		if _, err := s.store.UserByID(ctx, fid); err != nil {
-			return s.storeErr(err, "user")
-		}
-		if ok, err := s.store.AreFriends(ctx, me, fid); err != nil {
-			return s.storeErr(err, "friend")
-		} else if !ok {
-			return errf(protocol.ErrForbidden, "user %d is not your friend", fid)
+		if aerr := s.requireFriend(ctx, me, fid); aerr != nil {
+			return aerr
 		}
 		conv = model.Direct(me, fid)
 	} else {
@@ -267,6 +274,10 @@ func (s *Service) handleAck(c *call) *apiError {
 	return nil
 }
 
+// offlinePushTimeout bounds how long one offline push may wait for a slow
+// reader.
+const offlinePushTimeout = 2 * time.Minute
+
 // pushOffline pushes every message above the user's cursor in each of its
 // conversations, ascending, at most MaxOfflinePerConv per conversation.
 func (s *Service) pushOffline(sess *session, uid int64) {
@@ -297,17 +308,32 @@ func (s *Service) pushOffline(sess *session, uid int64) {
 			todo = append(todo, pending{model.GroupConv(g.Group.ID), after})
 		}
 	}
+	// A backlog can be far larger than the high-water mark: pace it by the
+	// connection's unsent output, so that a slow reader is waited for
+	// rather than closed.
+	paceCtx, paceCancel := context.WithTimeout(s.ctx, offlinePushTimeout)
+	defer paceCancel()
+	chunk, limit := max(s.cfg.HighWater/8, 4096), max(s.cfg.HighWater/4, 4096)
 	for _, p := range todo {
 		msgs, err := s.store.Messages(ctx, p.conv, p.after, 0, protocol.MaxOfflinePerConv)
 		if err != nil {
 			s.log.Warn("offline push: cannot read messages", "user", uid, "err", err)
 			return
 		}
+		sent := 0
 		for _, m := range msgs {
-			if sess.conn.Send(messageFrame(m, true)) != nil {
+			f := messageFrame(m, true)
+			if err := sess.conn.Send(f); err != nil {
 				return
 			}
+			s.metrics.pushes.Inc()
+			if sent += len(f); sent >= chunk {
+				sent = 0
+				if err := sess.conn.WaitUnsent(paceCtx, limit); err != nil {
+					s.log.Info("offline push stopped", "user", uid, "err", err)
+					return
+				}
+			}
 		}
-		s.metrics.pushes.Add(float64(len(msgs)))
 	}
 }

@@ -18,6 +18,7 @@ type transport interface {
 	Context() context.Context
 	RemoteAddr() net.Addr
 	Shutdown(timeout time.Duration)
+	WaitUnsent(ctx context.Context, limit int) error
 }
 
 // session is the chat state of one connection.

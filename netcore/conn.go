@@ -36,6 +36,8 @@ type Conn struct {
 	in   inbound
 
 	remote    atomic.Pointer[net.Addr]
+	unsent    atomic.Int64 // gnet's outbound buffer as last seen on the loop
+	paced     atomic.Bool  // a WaitUnsent caller wants unsent kept fresh
 	value     atomic.Pointer[any]
 	connected atomic.Bool // OnConnect was called
 
@@ -238,13 +240,14 @@ func (c *Conn) afterWrite() {
 		return
 	}
 	buffered := c.gc.OutboundBuffered()
+	c.unsent.Store(int64(buffered))
 	o := &c.srv.opts
 	if o.HighWater > 0 && buffered > o.HighWater {
 		c.highWater(buffered)
 		return
 	}
 	if buffered > 0 {
-		if o.OnWriteComplete != nil || c.state == stateDraining {
+		if o.OnWriteComplete != nil || c.state == stateDraining || c.paced.Load() {
 			c.loop.watchAdd(c)
 		}
 		return
@@ -270,7 +273,9 @@ func (c *Conn) checkOutput() {
 		c.loop.watchDel(c)
 		return
 	}
-	if c.gc.OutboundBuffered() > 0 {
+	buffered := c.gc.OutboundBuffered()
+	c.unsent.Store(int64(buffered))
+	if buffered > 0 {
 		return
 	}
 	c.loop.watchDel(c)

@@ -644,3 +644,43 @@ func (c *Client) Transcript() string {
 	defer c.mu.Unlock()
 	return strings.Join(c.log, "\n")
 }
+
+// ReqE sends request msgid with a fresh reqid and waits up to within for its
+// response; it returns an error (instead of failing the test) on a closed
+// connection, a timeout or a response that does not answer the request. Any
+// goroutine.
+func (c *Client) ReqE(msgid int, fields M, within time.Duration) (gjson.Result, error) {
+	id, err := c.SendReqE(msgid, fields)
+	if err != nil {
+		return gjson.Result{}, err
+	}
+	f, err := c.TakeE(within, IsResponse)
+	if err != nil {
+		return gjson.Result{}, fmt.Errorf("%s: response to msgid %d: %w", c.Label, msgid, err)
+	}
+	if !f.Valid {
+		return gjson.Result{}, fmt.Errorf("%s: response to msgid %d is not a JSON object: %q", c.Label, msgid, f.Body)
+	}
+	if f.MsgID() != msgid+100 || f.JSON.Get("reqid").Int() != id {
+		return f.JSON, fmt.Errorf("%s: response to msgid %d reqid %d does not match: %s", c.Label, msgid, id, f.Body)
+	}
+	return f.JSON, nil
+}
+
+// DrainE removes every queued frame that is not a response (pushes and
+// GOAWAY) and returns them, without checking them. Any goroutine.
+func (c *Client) DrainE() []Frame {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []Frame
+	keep := c.queue[:0:0]
+	for _, f := range c.queue {
+		if IsResponse(f) {
+			keep = append(keep, f)
+		} else {
+			out = append(out, f)
+		}
+	}
+	c.queue = keep
+	return out
+}

@@ -1,0 +1,113 @@
+package chatservice
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/tidwall/gjson"
+)
+
+// wire is a minimal raw client for in-package tests.
+type wire struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func dialWire(t *testing.T, addr string) *wire {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return &wire{t: t, conn: c, r: bufio.NewReader(c)}
+}
+
+func (w *wire) send(v any) {
+	w.t.Helper()
+	body, err := json.Marshal(v)
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	hdr := make([]byte, 4)
+	binary.BigEndian.PutUint32(hdr, uint32(len(body)))
+	if _, err := w.conn.Write(append(hdr, body...)); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w *wire) read() gjson.Result {
+	w.t.Helper()
+	_ = w.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	hdr := make([]byte, 4)
+	if _, err := io.ReadFull(w.r, hdr); err != nil {
+		w.t.Fatalf("read header: %v", err)
+	}
+	body := make([]byte, binary.BigEndian.Uint32(hdr))
+	if _, err := io.ReadFull(w.r, body); err != nil {
+		w.t.Fatalf("read body: %v", err)
+	}
+	return gjson.ParseBytes(body)
+}
+
+// do sends a request and returns its response, failing on a nonzero errno.
+func (w *wire) do(v map[string]any) gjson.Result {
+	w.t.Helper()
+	w.send(v)
+	for {
+		r := w.read()
+		if r.Get("msgid").Int() == int64(v["msgid"].(int))+100 {
+			if r.Get("errno").Int() != 0 {
+				w.t.Fatalf("%v answered %s", v, r.Raw)
+			}
+			return r
+		}
+	}
+}
+
+func TestServiceOneNodeChat(t *testing.T) {
+	svc := newTestService(t)
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = svc.server.Shutdown(ctx)
+	})
+	a, b := dialWire(t, svc.Addr()), dialWire(t, svc.Addr())
+	ida := a.do(map[string]any{"msgid": 2, "name": "ann", "password": "password1"}).Get("user.id").Int()
+	idb := b.do(map[string]any{"msgid": 2, "name": "bob", "password": "password2"}).Get("user.id").Int()
+	a.do(map[string]any{"msgid": 1, "name": "ANN", "password": "password1"})
+	b.do(map[string]any{"msgid": 1, "id": idb, "password": "password2"})
+	if st := a.do(map[string]any{"msgid": 6, "friendid": idb}).Get("status").String(); st != "requested" {
+		t.Fatalf("status %q", st)
+	}
+	if p := b.read(); p.Get("msgid").Int() != 203 || p.Get("user.id").Int() != ida {
+		t.Fatalf("want FRIEND_REQUEST, got %s", p.Raw)
+	}
+	b.do(map[string]any{"msgid": 7, "friendid": ida})
+	for i := 1; i <= 3; i++ {
+		r := a.do(map[string]any{"msgid": 5, "reqid": i, "toid": idb, "msg": "hello", "cid": "c" + string(rune('0'+i))})
+		if r.Get("seq").Int() != int64(i) || r.Get("reqid").Int() != int64(i) {
+			t.Fatalf("send %d answered %s", i, r.Raw)
+		}
+	}
+	seen := 0
+	for seen < 3 {
+		p := b.read()
+		if p.Get("msgid").Int() == 201 {
+			seen++
+			if p.Get("seq").Int() != int64(seen) || p.Get("from").Int() != ida || p.Get("fromname").String() != "ann" {
+				t.Fatalf("push %d = %s", seen, p.Raw)
+			}
+		}
+	}
+}

@@ -1,0 +1,59 @@
+package netcore
+
+import (
+	"bufio"
+	"context"
+	"testing"
+	"time"
+)
+
+// TestWaitUnsentPacesBulkOutput: a producer that waits between chunks gets
+// 16 MiB through a slow reader with a 1 MiB high-water mark; one that does
+// not wait is closed at the mark.
+func TestWaitUnsentPacesBulkOutput(t *testing.T) {
+	const chunk, total, mark = 64 << 10, 16 << 20, 1 << 20
+	for _, paced := range []bool{true, false} {
+		done := make(chan error, 1)
+		opts := Options{Addr: "127.0.0.1:0", HighWater: mark, Logger: testLogger()}
+		opts.OnConnect = func(c *Conn) {
+			go func() {
+				body := make([]byte, chunk)
+				for sent := 0; sent < total; sent += chunk {
+					if paced {
+						if err := c.WaitUnsent(context.Background(), mark/2); err != nil {
+							done <- err
+							return
+						}
+					}
+					if err := c.Send(body); err != nil {
+						done <- err
+						return
+					}
+				}
+				done <- nil
+			}()
+		}
+		s := startServer(t, opts)
+		conn := dial(t, s)
+		r := bufio.NewReaderSize(conn, 4096)
+		got := 0
+		_ = conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		for got < total {
+			f, err := readFrame(r)
+			if err != nil {
+				break
+			}
+			got += len(f)
+			if got%(1<<20) == 0 {
+				time.Sleep(40 * time.Millisecond) // a slow but live reader
+			}
+		}
+		err := <-done
+		if paced && (err != nil || got != total) {
+			t.Fatalf("paced: got %d of %d bytes, producer: %v", got, total, err)
+		}
+		if !paced && err == nil {
+			t.Fatalf("unpaced producer was never stopped at the high-water mark (reader got %d bytes)", got)
+		}
+	}
+}

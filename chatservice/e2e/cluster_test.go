@@ -1,0 +1,370 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"clusterchat/internal/testenv"
+)
+
+// clusterInfra is what every cluster target of one TestCluster shares: a
+// private MariaDB (each target gets its own database in it).
+type clusterInfra struct {
+	db *testenv.MariaDB
+	n  atomic.Int64
+}
+
+// clusterTarget is two chatservers (s1, s2) on one MySQL database and one
+// Redis, reached through nginx (PROXY protocol to the servers) or directly.
+type clusterTarget struct {
+	direct  bool
+	dbName  string
+	store   string
+	redis   *testenv.Redis
+	servers []*ServerProc
+	nginx   *testenv.Nginx
+}
+
+// Addrs: [nginx] through the balancer, [s1, s2] directly.
+func (c *clusterTarget) Addrs() []string {
+	if c.direct {
+		return []string{c.servers[0].Addr(), c.servers[1].Addr()}
+	}
+	return []string{c.nginx.Addr()}
+}
+
+// Servers is 2: pushes of messages accepted by different servers may cross.
+func (c *clusterTarget) Servers() int { return len(c.servers) }
+
+// Crash SIGKILLs both servers.
+func (c *clusterTarget) Crash(t *testing.T) {
+	t.Helper()
+	for _, s := range c.servers {
+		if err := s.Kill(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Restart starts both servers again (same database, same Redis).
+func (c *clusterTarget) Restart(t *testing.T) {
+	t.Helper()
+	for _, s := range c.servers {
+		if err := s.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Terminate SIGTERMs both servers at once.
+func (c *clusterTarget) Terminate(t *testing.T, within time.Duration) error {
+	errs := make([]error, len(c.servers))
+	var wg sync.WaitGroup
+	for i, s := range c.servers {
+		wg.Go(func() {
+			if d, err := s.Terminate(within); err != nil {
+				errs[i] = fmt.Errorf("%s after %v: %w", s.Opts.Node, d, err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// start starts a cluster target with its own database and Redis.
+func (ci *clusterInfra) start(t *testing.T, direct bool, flags ...string) *clusterTarget {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	c := &clusterTarget{direct: direct, dbName: fmt.Sprintf("chat_e2e_%d", ci.n.Add(1))}
+	if err := ci.db.CreateDatabase(ctx, c.dbName); err != nil {
+		t.Fatal(err)
+	}
+	c.store = ci.db.StoreURL(c.dbName)
+	c.redis = testenv.RedisForTest(t)
+	for _, node := range []string{"s1", "s2"} {
+		fl := append([]string(nil), flags...)
+		if !direct {
+			fl = append(fl, "--proxy-protocol")
+		}
+		// Started one after the other: the first one creates the schema.
+		proc, err := StartServer(ctx, ServerOptions{
+			Bin: serverBin, Dir: t.TempDir(), Store: c.store, Bus: c.redis.URL(), Node: node, Flags: fl,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			proc.Stop()
+			if t.Failed() {
+				t.Logf("chatserver %s %v log (tail):\n%s", node, proc.Args, tailLines(proc.Logs(), 120))
+			}
+		})
+		c.servers = append(c.servers, proc)
+	}
+	if !direct {
+		c.nginx = testenv.NginxForTest(t, testenv.NginxConfig{
+			Upstreams:     []string{c.servers[0].Addr(), c.servers[1].Addr()},
+			ProxyProtocol: true,
+			FailTimeout:   2 * time.Second,
+		})
+	}
+	return c
+}
+
+// TestCluster runs the suite through nginx and against each server
+// directly, then the cross-server and fault tests, on private MariaDB,
+// Redis, nginx and two chatservers.
+func TestCluster(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	db, err := testenv.StartMariaDBWith(ctx, t.TempDir(), testenv.MariaDBOptions{
+		// Commits survive a chatserver crash with this too; it only spares fsyncs.
+		ExtraArgs: []string{"--innodb-flush-log-at-trx-commit=2", "--sync-binlog=0"},
+	})
+	cancel()
+	if err != nil {
+		t.Fatalf("start mariadb: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := db.Stop(); err != nil {
+			t.Errorf("stop mariadb: %v", err)
+		}
+	})
+	ci := &clusterInfra{db: db}
+	t.Run("suites", func(t *testing.T) {
+		t.Run("nginx", func(t *testing.T) {
+			t.Parallel()
+			RunSuite(t, func(t *testing.T, flags ...string) Target { return ci.start(t, false, flags...) })
+		})
+		t.Run("direct", func(t *testing.T) {
+			t.Parallel()
+			RunSuite(t, func(t *testing.T, flags ...string) Target { return ci.start(t, true, flags...) })
+		})
+	})
+	t.Run("cross_server", func(t *testing.T) {
+		tgt := ci.start(t, true)
+		e := &env{tgt: tgt, newTarget: func(t *testing.T, flags ...string) Target { return ci.start(t, true, flags...) }}
+		for _, c := range crossCases {
+			t.Run(c.name, func(t *testing.T) {
+				t.Parallel()
+				c.fn(t, e, tgt)
+			})
+		}
+	})
+	t.Run("faults", func(t *testing.T) {
+		testFaults(t, ci)
+	})
+}
+
+var crossCases = []struct {
+	name string
+	fn   func(t *testing.T, e *env, c *clusterTarget)
+}{
+	{"one_to_one", testCrossOneToOne},
+	{"group_both_servers", testCrossGroup},
+	{"presence", testCrossPresence},
+	{"same_user_both_servers", testCrossMultiDevice},
+	{"offline_s1_login_s2", testCrossOffline},
+}
+
+// on logs a fresh (or given) user in on server i.
+func on(t *testing.T, c *clusterTarget, i int, u *User, label string) *Client {
+	t.Helper()
+	cl := Dial(t, c.servers[i].Addr(), label)
+	loginOn(t, cl, u)
+	return cl
+}
+
+func regAt(t *testing.T, c *clusterTarget) *User {
+	t.Helper()
+	cl := Dial(t, c.servers[0].Addr(), "reg")
+	defer cl.Close()
+	return regOn(t, cl, randName("x", 12))
+}
+
+// One-to-one between users on different servers, both directions.
+func testCrossOneToOne(t *testing.T, e *env, c *clusterTarget) {
+	a := on(t, c, 0, regAt(t, c), "a@s1")
+	b := on(t, c, 1, regAt(t, c), "b@s2")
+	befriend(t, a, b)
+	for i := range 5 {
+		from, to := a, b
+		if i%2 == 1 {
+			from, to = b, a
+		}
+		msg := fmt.Sprintf("cross %d", i)
+		seq, tm := chat(t, from, to.User.ID, msg, fmt.Sprintf("x%d", i))
+		if seq != int64(i+1) {
+			t.Errorf("seq %d, want %d", seq, i+1)
+		}
+		checkChatMsg(t, to.ExpectPush(201, PushTimeout, fieldIs("seq", seq)), from.User, to.User.ID, msg, seq, tm, fmt.Sprintf("x%d", i), true)
+	}
+	ha := history(t, a, M{"friendid": b.User.ID})
+	hb := history(t, b, M{"friendid": a.User.ID})
+	if len(ha) != 5 || len(hb) != 5 {
+		t.Fatalf("history lengths %d/%d", len(ha), len(hb))
+	}
+	for i := range ha {
+		if !sameJSON(ha[i], hb[i]) {
+			t.Errorf("history differs between servers at %d: %s vs %s", i, ha[i].Raw, hb[i].Raw)
+		}
+	}
+	// Friend request and removal pushes cross too.
+	x := on(t, c, 1, regAt(t, c), "x@s2")
+	x.OK(6, M{"friendid": a.User.ID})
+	a.ExpectPush(203, PushTimeout, userIs("user", x.User.ID))
+	a.OK(8, M{"friendid": x.User.ID})
+	x.ExpectPush(208, PushTimeout, fieldIs("id", a.User.ID))
+}
+
+// A group with members on both servers.
+func testCrossGroup(t *testing.T, e *env, c *clusterTarget) {
+	var ms []*Client
+	for i := range 4 {
+		ms = append(ms, on(t, c, i%2, regAt(t, c), fmt.Sprintf("m%d@s%d", i, i%2+1)))
+	}
+	gid := createGroup(t, ms[0], "cross "+randName("", 5), "")
+	for i, m := range ms[1:] {
+		joinGroup(t, m, gid)
+		for _, o := range ms[:i+1] {
+			expectEvent(t, o, gid, "join", m.User)
+		}
+	}
+	for round := range 3 {
+		for i, s := range ms {
+			msg := fmt.Sprintf("r%d from %d", round, i)
+			seq, tm := gchat(t, s, gid, msg, fmt.Sprintf("r%d-%d", round, i))
+			for _, o := range ms {
+				if o != s {
+					checkGroupMsg(t, o.ExpectPush(202, PushTimeout, fieldIs("seq", seq), inGroup(gid)), gid, s.User, msg, seq, tm, fmt.Sprintf("r%d-%d", round, i), true)
+				}
+			}
+		}
+	}
+	if got := seqs(history(t, ms[1], M{"groupid": gid})); !equalSeqs(got, seqRange(1, 12)) {
+		t.Errorf("group history on s2: %v", got)
+	}
+	// Ownership transfer seen on the other server.
+	ms[0].OK(11, M{"groupid": gid})
+	evs := ms[3].Collect(206, 2, PushTimeout, inGroup(gid))
+	if evs[0].Get("event").String() != "quit" || evs[1].Get("event").String() != "owner" || evs[1].Get("user.id").Int() != ms[1].User.ID {
+		t.Errorf("owner transfer across servers: %s, %s", evs[0].Raw, evs[1].Raw)
+	}
+	ms[1].OK(12, M{"groupid": gid})
+	expectEvent(t, ms[2], gid, "deleted", ms[1].User)
+	expectEvent(t, ms[3], gid, "deleted", ms[1].User)
+}
+
+// Presence and online flags across servers.
+func testCrossPresence(t *testing.T, e *env, c *clusterTarget) {
+	a := on(t, c, 0, regAt(t, c), "a@s1")
+	bu := regAt(t, c)
+	b := on(t, c, 1, bu, "b@s2")
+	befriend(t, a, b)
+	isB := fieldIs("id", bu.ID)
+	b.Close()
+	if p := a.ExpectPush(205, PushTimeout, isB); p.Get("online").Bool() {
+		t.Errorf("presence after b left s2: %s", p.Raw)
+	}
+	b2 := on(t, c, 1, bu, "b2@s2")
+	if p := a.ExpectPush(205, PushTimeout, isB); !p.Get("online").Bool() {
+		t.Errorf("presence after b joined s2: %s", p.Raw)
+	}
+	b3 := on(t, c, 0, bu, "b3@s1") // a second session, on the other server
+	a.ExpectNoPush(205, QuietPeriod, isB)
+	b2.Close()
+	a.ExpectNoPush(205, QuietPeriod, isB) // b3 still online on s1
+	if f, _ := entry(list(t, a).Get("friends"), bu.ID); !f.Get("online").Bool() {
+		t.Errorf("LIST on s1: b should be online (session on s1): %s", f.Raw)
+	}
+	if u, _ := entry(a.OK(17, M{"query": bu.Name}).Get("users"), bu.ID); !u.Get("online").Bool() {
+		t.Errorf("FIND_USERS: b should be online: %s", u.Raw)
+	}
+	b3.Close()
+	if p := a.ExpectPush(205, PushTimeout, isB); p.Get("online").Bool() {
+		t.Errorf("presence after b's last session closed: %s", p.Raw)
+	}
+	// Online flags seen from the other server.
+	x := on(t, c, 1, regAt(t, c), "x@s2")
+	gid := createGroup(t, x, "pres "+randName("", 4), "")
+	joinGroup(t, a, gid)
+	if m := members(t, x, gid)[a.User.ID]; !m.Get("online").Bool() {
+		t.Errorf("GROUP_MEMBERS on s2: a (on s1) should be online: %s", m.Raw)
+	}
+}
+
+// The same user logged in on both servers gets every push on both.
+func testCrossMultiDevice(t *testing.T, e *env, c *clusterTarget) {
+	bu := regAt(t, c)
+	b1 := on(t, c, 0, bu, "b@s1")
+	b2 := Dial(t, c.servers[1].Addr(), "b@s2")
+	b2.OK(1, M{"token": bu.Token})
+	b2.User = bu
+	a := on(t, c, 1, regAt(t, c), "a@s2")
+	befriend(t, a, b1)
+	b2.ExpectPush(204, PushTimeout, userIs("friend", a.User.ID))
+	seq, _ := chat(t, a, bu.ID, "to both", "mb1")
+	b1.ExpectPush(201, PushTimeout, fieldIs("seq", seq))
+	b2.ExpectPush(201, PushTimeout, fieldIs("seq", seq))
+	seq, _ = chat(t, b1, a.User.ID, "from s1", "mb2")
+	b2.ExpectPush(201, PushTimeout, fieldIs("seq", seq)) // the sender's other session, on s2
+	a.ExpectPush(201, PushTimeout, fieldIs("seq", seq))
+	n := randName("Mb", 8)
+	b2.OK(20, M{"name": n})
+	if p := b1.ExpectPush(207, PushTimeout); p.Get("user.name").String() != n {
+		t.Errorf("PROFILE to the other server's session: %s", p.Raw)
+	}
+	a.ExpectPush(207, PushTimeout)
+	// LOGOUT on s2 revokes the token everywhere.
+	b2.OK(3, nil)
+	x := Dial(t, c.servers[0].Addr(), "x@s1")
+	x.Err(1, M{"token": bu.Token}, 401)
+	b1.OK(15, nil)
+}
+
+// Offline on s1, then login on s2.
+func testCrossOffline(t *testing.T, e *env, c *clusterTarget) {
+	bu := regAt(t, c)
+	b := on(t, c, 0, bu, "b@s1")
+	a := on(t, c, 0, regAt(t, c), "a@s1")
+	befriend(t, a, b)
+	gid := createGroup(t, a, "off "+randName("", 4), "")
+	joinGroup(t, b, gid)
+	b.Close()
+	waitOffline(t, a, bu.ID)
+	for i := range 3 {
+		chat(t, a, bu.ID, fmt.Sprintf("o%d", i), fmt.Sprintf("o%d", i))
+		gchat(t, a, gid, fmt.Sprintf("g%d", i), fmt.Sprintf("g%d", i))
+	}
+	b2 := Dial(t, c.servers[1].Addr(), "b@s2")
+	lr := b2.OK(1, M{"id": bu.ID, "password": bu.Password})
+	if u, _ := unreadOf(t, lr, "friends", a.User.ID); u != 3 {
+		t.Errorf("unread on s2: %d", u)
+	}
+	if got := seqs(b2.Collect(201, 3, PushTimeout, nil)); !equalSeqs(got, []int64{1, 2, 3}) {
+		t.Errorf("offline chat on s2: %v", got)
+	}
+	if got := seqs(b2.Collect(202, 3, PushTimeout, inGroup(gid))); !equalSeqs(got, []int64{1, 2, 3}) {
+		t.Errorf("offline group on s2: %v", got)
+	}
+	b2.OK(19, M{"acks": []M{{"friendid": a.User.ID, "seq": 3}, {"groupid": gid, "seq": 2}}})
+	b2.Close()
+	b3 := Dial(t, c.servers[0].Addr(), "b@s1 again")
+	lr = b3.OK(1, M{"token": bu.Token})
+	if u, _ := unreadOf(t, lr, "groups", gid); u != 1 {
+		t.Errorf("group unread back on s1 after the ACK on s2: %d", u)
+	}
+	if got := seqs(b3.Collect(202, 1, PushTimeout, inGroup(gid))); !equalSeqs(got, []int64{3}) {
+		t.Errorf("offline group back on s1: %v", got)
+	}
+	b3.ExpectNoPush(201, QuietPeriod)
+}

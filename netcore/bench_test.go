@@ -289,3 +289,96 @@ func idleMemory(b *testing.B, k serverKind, n int) (int64, int64) {
 	idleCache.Store(k.name, r)
 	return r[0], r[1]
 }
+
+// BenchmarkEchoOffLoop measures the cross-goroutine output path the chat
+// server uses: each frame is handed to an Executor queue and the reply is
+// sent from the worker. netcore's Send (per-connection buffer + one loop
+// flush per batch) against gnet's AsyncWrite per frame.
+func BenchmarkEchoOffLoop(b *testing.B) {
+	for _, size := range []int{64, 1024} {
+		b.Run(fmt.Sprintf("netcore-send/%dB", size), func(b *testing.B) {
+			exec := NewExecutor(ExecutorOptions{})
+			defer exec.Close(context.Background())
+			s, err := NewServer(Options{
+				Addr:      "127.0.0.1:0",
+				Logger:    testLogger(),
+				OnConnect: func(c *Conn) { c.SetValue(exec.NewQueue()) },
+				OnMessage: func(c *Conn, f []byte) {
+					q := c.Value().(*Queue)
+					if q.Submit(func() { _ = c.Send(f) }) != nil {
+						c.ForceClose(ReasonOverload)
+					}
+				},
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := s.Start(); err != nil {
+				b.Fatal(err)
+			}
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_ = s.Shutdown(ctx)
+			}()
+			benchEcho(b, s.Addr().String(), size)
+		})
+		b.Run(fmt.Sprintf("gnet-asyncwrite/%dB", size), func(b *testing.B) {
+			exec := NewExecutor(ExecutorOptions{})
+			defer exec.Close(context.Background())
+			addr := freeAddr(b)
+			h := &asyncGnetEcho{rawGnetEcho: rawGnetEcho{booted: make(chan struct{})}, exec: exec}
+			done := make(chan error, 1)
+			go func() {
+				done <- gnet.Run(h, "tcp://"+addr, gnet.WithMulticore(true), gnet.WithReuseAddr(true),
+					gnet.WithTCPNoDelay(gnet.TCPNoDelay), gnet.WithLogger(gnetLogger{testLogger()}))
+			}()
+			select {
+			case <-h.booted:
+			case err := <-done:
+				b.Fatalf("gnet: %v", err)
+			}
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				_ = h.eng.Stop(ctx)
+				<-done
+			}()
+			benchEcho(b, addr, size)
+		})
+	}
+}
+
+// asyncGnetEcho replies from executor workers with AsyncWrite.
+type asyncGnetEcho struct {
+	rawGnetEcho
+	exec *Executor
+}
+
+func (h *asyncGnetEcho) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	c.SetContext(h.exec.NewQueue())
+	return nil, gnet.None
+}
+
+func (h *asyncGnetEcho) OnTraffic(c gnet.Conn) gnet.Action {
+	q := c.Context().(*Queue)
+	for {
+		if c.InboundBuffered() < 4 {
+			return gnet.None
+		}
+		hdr, _ := c.Peek(4)
+		n := int(binary.BigEndian.Uint32(hdr))
+		if n == 0 || n > DefaultMaxFrame {
+			return gnet.Close
+		}
+		if c.InboundBuffered() < 4+n {
+			return gnet.None
+		}
+		frame, _ := c.Peek(4 + n)
+		cp := append([]byte(nil), frame...)
+		_, _ = c.Discard(4 + n)
+		if q.Submit(func() { _ = c.AsyncWrite(cp, nil) }) != nil {
+			return gnet.Close
+		}
+	}
+}

@@ -344,9 +344,6 @@ func (c *Conn) onTraffic() gnet.Action {
 		c.leftover = 0
 		return gnet.None
 	}
-	if w := c.loop.wheel; w != nil {
-		c.lastActive = w.cur
-	}
 	c.inTraffic = true
 	c.mu.Lock()
 	c.flushQueued = true
@@ -390,6 +387,11 @@ func (c *Conn) decodeAll() {
 		copy(cp, frame)
 		_, _ = c.gc.Discard(n)
 		c.loop.stats.framesIn.Add(1)
+		// Only a whole frame counts as activity: a peer trickling a
+		// partial frame is still idle.
+		if w := c.loop.wheel; w != nil {
+			c.lastActive = w.cur
+		}
 		if onMsg != nil {
 			onMsg(c, cp)
 		}

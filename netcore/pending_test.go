@@ -57,3 +57,37 @@ func TestWaitUnsentPacesBulkOutput(t *testing.T) {
 		}
 	}
 }
+
+// TestIdleCountsFramesNotBytes: a peer trickling the bytes of a frame that
+// never completes is idle.
+func TestIdleCountsFramesNotBytes(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	closed := make(chan CloseReason, 1)
+	s := startServer(t, Options{
+		Addr:         "127.0.0.1:0",
+		IdleTimeout:  idle,
+		Logger:       testLogger(),
+		OnMessage:    func(c *Conn, f []byte) {},
+		OnDisconnect: func(c *Conn, r CloseReason, err error) { closed <- r },
+	})
+	conn := dial(t, s)
+	if _, err := conn.Write([]byte{0, 0, 0x10, 0}); err != nil { // announces 4096 bytes
+		t.Fatal(err)
+	}
+	deadline := time.After(5 * time.Second)
+	tk := time.NewTicker(idle / 4)
+	defer tk.Stop()
+	for {
+		select {
+		case r := <-closed:
+			if r != ReasonIdle {
+				t.Fatalf("closed for %v, want idle", r)
+			}
+			return
+		case <-tk.C:
+			_, _ = conn.Write([]byte{'x'})
+		case <-deadline:
+			t.Fatal("a connection trickling a partial frame was never closed as idle")
+		}
+	}
+}

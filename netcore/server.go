@@ -30,7 +30,7 @@ type Options struct {
 	NewCodec func() Codec
 	// MaxFrame bounds the default codec's frames; default 65536.
 	MaxFrame int
-	// IdleTimeout closes connections that sent no bytes for this long, for
+	// IdleTimeout closes connections that sent no complete frame for this long, for
 	// ReasonIdle, without a message. 0 disables it.
 	IdleTimeout time.Duration
 	// HighWater is the most unsent output, in bytes, a connection may have:

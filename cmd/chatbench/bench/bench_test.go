@@ -6,8 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -92,6 +95,36 @@ func TestProxyProtocol(t *testing.T) {
 	}
 	if s.proxied.Load() != 4 || rep.Acked == 0 || rep.DeliveredUnique != rep.Acked {
 		t.Errorf("proxied %d acked %d unique %d", s.proxied.Load(), rep.Acked, rep.DeliveredUnique)
+	}
+}
+
+func TestServerProfile(t *testing.T) {
+	var gotSeconds atomic.Value
+	admin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path != "/debug/pprof/profile" {
+			http.NotFound(w, req)
+			return
+		}
+		gotSeconds.Store(req.URL.Query().Get("seconds"))
+		io.WriteString(w, "PROFILE")
+	}))
+	defer admin.Close()
+	s := startFake(t, nil, false)
+	cfg := fakeConfig(s.addr(), ScenarioPairs)
+	cfg.PprofAddrs = []string{strings.TrimPrefix(admin.URL, "http://")}
+	cfg.PprofSeconds, cfg.PprofDelay, cfg.PprofDir = 10, 0, t.TempDir()
+	rep, err := runBench(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Profiles) != 1 {
+		t.Fatalf("profiles %q", rep.Profiles)
+	}
+	if b, err := os.ReadFile(rep.Profiles[0]); err != nil || string(b) != "PROFILE" {
+		t.Errorf("profile file: %q %v", b, err)
+	}
+	if gotSeconds.Load() != "1" { // capped to the 0.4 s phase, at least 1
+		t.Errorf("seconds=%v, want 1", gotSeconds.Load())
 	}
 }
 

@@ -50,6 +50,14 @@ type Config struct {
 	// to reach cluster servers (started with --proxy-protocol) directly
 	// rather than through nginx, so that pairs surely cross servers.
 	ProxyProtocol bool
+	// PprofAddrs are admin addresses (HOST:PORT) of servers to CPU-profile
+	// during the measured phase; PprofSeconds long (capped to the phase),
+	// starting PprofDelay into it; the profiles go to PprofDir.
+	PprofAddrs   []string
+	PprofSeconds int
+	PprofDelay   time.Duration
+	PprofDir     string
+	CPUProfile   string // chatbench's own CPU profile (whole run)
 }
 
 // DefaultConfig returns the defaults of the flags.
@@ -85,6 +93,11 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 		fs.PrintDefaults()
 	}
 	addrs := fs.String("addr", strings.Join(c.Addrs, ","), "server `addresses` HOST:PORT, comma-separated; users are spread round-robin (pairs cross servers)")
+	pprofs := fs.String("pprof", "", "admin `addresses` HOST:PORT of servers to CPU-profile during the measured phase (comma-separated)")
+	fs.IntVar(&c.PprofSeconds, "pprof-seconds", 10, "length of the server CPU profiles (capped to the measured phase)")
+	fs.DurationVar(&c.PprofDelay, "pprof-delay", time.Second, "start the server profiles this far into the measured phase")
+	fs.StringVar(&c.PprofDir, "pprof-dir", ".", "directory for the server profiles (SCENARIO-HOST_PORT.pprof)")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write chatbench's own CPU profile to this `file`")
 	pids := fs.String("server-pid", "", "server `pids`, comma-separated: report their RSS (VmRSS) and CPU time")
 	fs.StringVar(&c.Scenario, "scenario", c.Scenario, "pairs | group | conns | storm")
 	fs.DurationVar(&c.Duration, "duration", c.Duration, "how long to send (pairs, group) or to hold the connections (conns)")
@@ -125,6 +138,16 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 			return c, fmt.Errorf("%w: --addr %q: %w", ErrUsage, a, err)
 		}
 		c.Addrs = append(c.Addrs, a)
+	}
+	for _, a := range strings.Split(*pprofs, ",") {
+		a = strings.TrimSpace(a)
+		if a == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return c, fmt.Errorf("%w: --pprof %q: %w", ErrUsage, a, err)
+		}
+		c.PprofAddrs = append(c.PprofAddrs, a)
 	}
 	if *pids != "" {
 		for _, p := range strings.Split(*pids, ",") {
@@ -186,6 +209,8 @@ func (c *Config) Validate() error {
 		return bad("--setup-conc must be at least 1")
 	case len(c.Password) < 8 || len(c.Password) > 72:
 		return bad("--password must be 8-72 bytes")
+	case len(c.PprofAddrs) > 0 && (c.PprofSeconds < 1 || c.PprofDelay < 0):
+		return bad("--pprof-seconds must be at least 1 and --pprof-delay not negative")
 	case len(c.Prefix) > 20:
 		return bad("--prefix must be at most 20 bytes (names are at most 32)")
 	}

@@ -85,6 +85,7 @@ func (r *run) conns(ctx context.Context, rep *Report) error {
 	})
 	holdStart := r.now()
 	end := holdStart + cfg.Duration
+	waitProfiles := r.profileServers(ctx, cfg.PprofDelay, cfg.Duration)
 	interval := float64(cfg.PingEvery) / float64(n)
 	sem := make(chan struct{}, 1024)
 	var wg sync.WaitGroup
@@ -120,6 +121,7 @@ func (r *run) conns(ctx context.Context, rep *Report) error {
 	wg.Wait()
 	after := r.sampleServers()
 	rep.Servers = r.serverReport(before, after, r.now()-connStart)
+	rep.Profiles = waitProfiles()
 
 	var dropped int64
 	for _, u := range users {
@@ -217,12 +219,14 @@ func (r *run) storm(ctx context.Context, rep *Report) error {
 	r.setPhase("storm", func() string {
 		return fmt.Sprintf("logged in %d/%d retries %d", ok.Load(), n, retries.Load())
 	})
+	waitProfiles := r.profileServers(ctx, 0, cfg.Duration) // the storm starts now
 	release = r.now()
 	close(ready)
 	wg.Wait()
 	done := r.now()
 	after := r.sampleServers()
 	rep.Servers = r.serverReport(before, after, done-release)
+	rep.Profiles = waitProfiles()
 	sr := &StormReport{
 		Clients:  n,
 		OK:       ok.Load(),

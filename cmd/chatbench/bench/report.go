@@ -53,8 +53,9 @@ type Report struct {
 	Conns *ConnsReport `json:"conns,omitempty"`
 	Storm *StormReport `json:"storm,omitempty"`
 
-	Servers   []ServerStat `json:"servers"`     // --server-pid, over the measured window
-	BenchCPUS float64      `json:"bench_cpu_s"` // chatbench's own CPU time, whole run
+	Servers   []ServerStat `json:"servers"`            // --server-pid, over the measured window
+	Profiles  []string     `json:"profiles,omitempty"` // server CPU profiles written (--pprof)
+	BenchCPUS float64      `json:"bench_cpu_s"`        // chatbench's own CPU time, whole run
 }
 
 // ServerStat is one --server-pid at the end of the measured window.
@@ -172,6 +173,9 @@ func (r *Report) writeHuman(w io.Writer) {
 	for _, s := range r.Servers {
 		fmt.Fprintf(&b, "server    pid %d: rss %.1f MiB (peak %.1f MiB), cpu %.2fs (%.0f%% of a core)\n",
 			s.PID, float64(s.RSSKiB)/1024, float64(s.HWMKiB)/1024, s.CPUS, s.CPUPct)
+	}
+	for _, p := range r.Profiles {
+		fmt.Fprintf(&b, "profile   %s (go tool pprof -top %s)\n", p, p)
 	}
 	fmt.Fprintf(&b, "bench     cpu %.2fs over %.1fs\n", r.BenchCPUS, r.ElapsedS)
 	_, _ = io.WriteString(w, b.String())

@@ -82,6 +82,7 @@ func (r *run) traffic(ctx context.Context, rep *Report) error {
 	start := r.now() + 20*time.Millisecond
 	end := start + cfg.Duration
 	r.setPhase("send", nil)
+	waitProfiles := r.profileServers(ctx, start-r.now()+cfg.PprofDelay, cfg.Duration)
 	var wg sync.WaitGroup
 	for _, s := range senders {
 		wg.Add(1)
@@ -94,6 +95,7 @@ func (r *run) traffic(ctx context.Context, rep *Report) error {
 	sendDone := r.now()
 	after := r.sampleServers()
 	rep.Servers = r.serverReport(before, after, sendDone-start)
+	rep.Profiles = waitProfiles()
 
 	// Grace: wait until every acknowledged message reached every recipient.
 	r.setPhase("grace", func() string {

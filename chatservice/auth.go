@@ -192,8 +192,9 @@ func (s *Service) handleLogin(c *call) *apiError {
 	// Register first, then read the lists and the offline messages: a
 	// message stored in between is pushed live, and perhaps also offline
 	// (clients dedupe by seq); none is missed.
+	// Presence before this session counts: on another server (bus) or here.
+	wasOnline := s.online(ctx, []int64{user.ID})[0]
 	first := s.reg.add(user.ID, user.Name, c.sess)
-	wasOnline := first && s.online(ctx, []int64{user.ID})[0]
 	if err := s.bus.Subscribe(ctx, user.ID); err != nil {
 		s.metrics.busErrors.Inc()
 		s.log.Warn("bus subscribe failed", "user", user.ID, "err", err)

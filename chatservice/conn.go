@@ -63,6 +63,11 @@ func (s *Service) onDisconnect(c *netcore.Conn, reason netcore.CloseReason, err 
 	}
 }
 
+var goAwayFrame = newFrame(protocol.PushGoAway).Str("reason", "server shutting down; reconnect and log in with your token").Bytes()
+
+// onShutdown tells a connection that the server is going away.
+func (s *Service) onShutdown(c *netcore.Conn) { _ = c.Send(goAwayFrame) }
+
 func (s *Service) onHighWater(c *netcore.Conn, buffered int) {
 	s.log.Warn("closing slow reader at high-water mark", "conn", c.ID(), "remote", c.RemoteAddr().String(), "buffered", buffered)
 }

@@ -152,6 +152,7 @@ func New(cfg Config, store model.Store, newBus BusFactory) (*Service, error) {
 		OnMessage:     s.onMessage,
 		OnFrameError:  s.onFrameError,
 		OnHighWater:   s.onHighWater,
+		OnShutdown:    s.onShutdown,
 	})
 	if err != nil {
 		cancel()
@@ -178,16 +179,11 @@ func (s *Service) Addr() string { return s.server.Addr().String() }
 // Metrics returns the service's Prometheus metrics.
 func (s *Service) Metrics() *Metrics { return s.metrics }
 
-// Shutdown pushes GOAWAY to every connection, stops accepting, flushes
+// Shutdown stops accepting, pushes GOAWAY to every connection, flushes
 // pending output, closes every connection and stops the workers, within
 // ctx's deadline. The store and the bus are closed by their owner.
 func (s *Service) Shutdown(ctx context.Context) error {
-	goaway := newFrame(protocol.PushGoAway).Str("reason", "server shutting down").Bytes()
-	s.server.Range(func(c *netcore.Conn) bool {
-		_ = c.Send(goaway)
-		return true
-	})
-	err := s.server.Shutdown(ctx)
+	err := s.server.Shutdown(ctx) // refuses new connections, calls onShutdown for each
 	s.cancel()
 	if e := s.exec.Close(ctx); e != nil && err == nil {
 		err = e

@@ -42,6 +42,10 @@ type Options struct {
 	// returns the client address it names. A bad header closes the
 	// connection for ReasonProtocol.
 	ProxyProtocol bool
+	// ProxyHeaderTimeout closes a connection whose PROXY header is not
+	// complete after this long (ReasonProtocol); default 10s. Only with
+	// ProxyProtocol.
+	ProxyHeaderTimeout time.Duration
 	// Logger receives netcore's and gnet's logs; default slog.Default().
 	Logger *slog.Logger
 
@@ -64,6 +68,10 @@ type Options struct {
 	// OnHighWater: unsent output reached buffered bytes (> HighWater); the
 	// connection is closed right after. Loop.
 	OnHighWater func(c *Conn, buffered int)
+	// OnShutdown: Server.Shutdown is about to drain and close c; new
+	// connections are already refused. The callback may Send a last frame
+	// (a "going away" notice). Called from Shutdown's goroutine.
+	OnShutdown func(c *Conn)
 }
 
 // Server is a TCP server running on gnet event loops.
@@ -115,6 +123,9 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.ProxyHeaderTimeout <= 0 {
+		opts.ProxyHeaderTimeout = 10 * time.Second
 	}
 	s := &Server{
 		opts:    opts,
@@ -209,6 +220,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		timeout = max(time.Until(dl), time.Millisecond)
 	}
 	for _, c := range snapshot {
+		if cb := s.opts.OnShutdown; cb != nil {
+			cb(c) // new connections are refused by now; c.Send still works
+		}
 		c.ShutdownWith(ReasonShutdown, timeout)
 	}
 	var result error
@@ -393,6 +407,12 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	if s.opts.ProxyProtocol {
 		c.proxyPending = true
+		c.proxyTimer = c.RunAfter(s.opts.ProxyHeaderTimeout, func() {
+			if c.proxyPending {
+				s.log.Debug("netcore: PROXY header timeout", "conn", c.id, "remote", c.RemoteAddr())
+				c.closeOnLoop(ReasonProtocol)
+			}
+		})
 		return nil, gnet.None
 	}
 	c.inTraffic = true

@@ -20,6 +20,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -102,15 +103,23 @@ func run(args []string) error {
 	if err != nil {
 		return fmt.Errorf("limits.idle_timeout: %w", err)
 	}
+	ints := map[string]int{}
+	for key, min := range map[string]int{"limits.max_frame": 1, "limits.high_water": 1, "limits.msg_rate": 0, "limits.msg_burst": 0, "auth.bcrypt_cost": 4} {
+		n, err := strconv.Atoi(strings.TrimSpace(v.GetString(key)))
+		if err != nil || n < min {
+			return fmt.Errorf("%s = %q: want an integer >= %d", key, v.GetString(key), min)
+		}
+		ints[key] = n
+	}
 	cfg := chatservice.Config{
 		Listen:        v.GetString("listen"),
 		Node:          v.GetString("node"),
-		MaxFrame:      v.GetInt("limits.max_frame"),
+		MaxFrame:      ints["limits.max_frame"],
 		IdleTimeout:   idle,
-		HighWater:     v.GetInt("limits.high_water"),
-		MsgRate:       offIfZero(v.GetInt("limits.msg_rate")),
-		MsgBurst:      offIfZero(v.GetInt("limits.msg_burst")),
-		BcryptCost:    v.GetInt("auth.bcrypt_cost"),
+		HighWater:     ints["limits.high_water"],
+		MsgRate:       offIfZero(ints["limits.msg_rate"]),
+		MsgBurst:      offIfZero(ints["limits.msg_burst"]),
+		BcryptCost:    ints["auth.bcrypt_cost"],
 		ProxyProtocol: v.GetBool("proxy_protocol"),
 		Logger:        log,
 	}
@@ -121,7 +130,10 @@ func run(args []string) error {
 		host, _ := os.Hostname()
 		cfg.Node = host + ":" + cfg.Listen
 	}
-	if cfg.BcryptCost < 4 || cfg.BcryptCost > 31 {
+	if idle < 0 {
+		return fmt.Errorf("limits.idle_timeout %v: must not be negative", idle)
+	}
+	if cfg.BcryptCost > 31 {
 		return fmt.Errorf("auth.bcrypt_cost %d: must be 4-31", cfg.BcryptCost)
 	}
 
@@ -188,13 +200,13 @@ func newLogger(level string) (*slog.Logger, error) {
 func openStore(ctx context.Context, dsn string, log *slog.Logger) (model.Store, error) {
 	switch {
 	case strings.HasPrefix(dsn, "sqlite:"):
-		s, err := sqlite.Open(ctx, strings.TrimPrefix(dsn, "sqlite:"), sqlite.Options{Logger: log})
+		s, err := sqlite.Open(ctx, strings.TrimPrefix(dsn, "sqlite:"), sqlite.Options{})
 		if err != nil {
 			return nil, fmt.Errorf("open store: %w", err)
 		}
 		return s, nil
 	case strings.HasPrefix(dsn, "mysql://"):
-		s, err := mysql.Open(ctx, strings.TrimPrefix(dsn, "mysql://"), mysql.Options{Logger: log})
+		s, err := mysql.Open(ctx, strings.TrimPrefix(dsn, "mysql://"), mysql.Options{})
 		if err != nil {
 			return nil, fmt.Errorf("open store %s: %w", redactDSN(dsn), err)
 		}

@@ -63,6 +63,7 @@ type Conn struct {
 	lastActive   int64
 	leftover     int
 	hwFired      bool
+	proxyTimer   *Timer
 	drainTimer   *time.Timer
 }
 
@@ -178,9 +179,9 @@ func (c *Conn) ShutdownWith(reason CloseReason, timeout time.Duration) {
 	_ = c.loop.exec(func() { c.beginDrain(reason, timeout) })
 }
 
-// ForceClose closes the connection now for reason; output still queued in
-// the kernel-side buffers of gnet gets one last non-blocking write. Any
-// goroutine.
+// ForceClose closes the connection now for reason. Output not yet written
+// is dropped, except that gnet makes one last non-blocking write of what it
+// holds. Any goroutine.
 func (c *Conn) ForceClose(reason CloseReason) {
 	c.setReason(reason)
 	_ = c.loop.exec(func() { c.closeOnLoop(reason) })

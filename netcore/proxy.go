@@ -72,6 +72,7 @@ func (c *Conn) readProxy() {
 			}
 			_, _ = c.gc.Discard(n)
 			c.proxyPending = false
+			c.proxyTimer.Stop()
 			c.connect()
 			return
 		}

@@ -730,6 +730,16 @@ func TestProxyProtocol(t *testing.T) {
 			}
 		})
 	}
+	t.Run("header timeout", func(t *testing.T) {
+		s := startServer(t, Options{ProxyProtocol: true, ProxyHeaderTimeout: 100 * time.Millisecond,
+			OnConnect: func(c *Conn) { panic("connected") }})
+		c := dial(t, s)
+		if _, err := c.Write([]byte("PROXY TCP4 1.2.3.4")); err != nil {
+			t.Fatal(err)
+		}
+		expectClosed(t, c, 5*time.Second)
+		waitFor(t, 5*time.Second, "protocol close", func() bool { return s.Stats().Closes[ReasonProtocol] == 1 })
+	})
 	t.Run("garbage", func(t *testing.T) {
 		s := startServer(t, Options{ProxyProtocol: true, OnConnect: func(c *Conn) { panic("connected") }})
 		c := dial(t, s)

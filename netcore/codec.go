@@ -48,8 +48,10 @@ type lengthFieldCodec struct {
 // NewLengthFieldCodec returns the codec for frames made of a 4-byte
 // big-endian body length followed by the body. A length of 0 is
 // ErrFrameEmpty, a length above maxFrame is ErrFrameTooLarge; both are
-// detected from the header, before the body is awaited. maxFrame <= 0 means
-// DefaultMaxFrame. The codec is stateless and safe for concurrent use.
+// detected from the header, before the body is awaited. maxFrame bounds
+// input only: Encode accepts any non-empty frame the 4-byte field can carry.
+// maxFrame <= 0 means DefaultMaxFrame. The codec is stateless and safe for
+// concurrent use.
 // Any goroutine.
 func NewLengthFieldCodec(maxFrame int) Codec {
 	if maxFrame <= 0 {

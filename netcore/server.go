@@ -204,10 +204,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	s.closing = true
 	started := s.started
-	snapshot := make([]*Conn, 0, len(s.conns))
-	for _, c := range s.conns {
-		snapshot = append(snapshot, c)
-	}
+	snapshot := s.snapshotLocked()
 	s.mu.Unlock()
 	if !started {
 		close(s.stopped)
@@ -228,7 +225,12 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var result error
 	if err := s.waitConns(ctx); err != nil {
 		result = fmt.Errorf("netcore: shutdown: connections forced closed: %w", err)
-		s.Range(func(c *Conn) bool { c.ForceClose(ReasonShutdown); return true })
+		s.mu.Lock()
+		left := s.snapshotLocked() // including connections still reading a PROXY header
+		s.mu.Unlock()
+		for _, c := range left {
+			c.ForceClose(ReasonShutdown)
+		}
 		grace, cancel := context.WithTimeout(context.Background(), time.Second)
 		_ = s.waitConns(grace)
 		cancel()
@@ -286,10 +288,7 @@ func (s *Server) waitConns(ctx context.Context) error {
 // Any goroutine.
 func (s *Server) Range(fn func(c *Conn) bool) {
 	s.mu.Lock()
-	snapshot := make([]*Conn, 0, len(s.conns))
-	for _, c := range s.conns {
-		snapshot = append(snapshot, c)
-	}
+	snapshot := s.snapshotLocked()
 	s.mu.Unlock()
 	for _, c := range snapshot {
 		if c.connected.Load() && !fn(c) {
@@ -315,6 +314,15 @@ func (s *Server) Stats() Stats {
 		st.add(&l.stats)
 	}
 	return st
+}
+
+// snapshotLocked copies the connection set; s.mu must be held.
+func (s *Server) snapshotLocked() []*Conn {
+	snapshot := make([]*Conn, 0, len(s.conns))
+	for _, c := range s.conns {
+		snapshot = append(snapshot, c)
+	}
+	return snapshot
 }
 
 func (s *Server) removeConn(c *Conn) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"clusterchat/client"
 )
@@ -86,10 +87,21 @@ func (s *sender) do(job sendJob) {
 	s.sh.ok(job.cmd.Name, fmt.Sprintf("seq=%d", m.Seq), "")
 }
 
-// drain waits for queued messages to be sent (end of input, quit).
+// drainTimeout bounds how long quit waits for queued messages.
+const drainTimeout = 10 * time.Second
+
+// drain waits for queued messages to be sent (end of input, quit), at
+// most drainTimeout; then what is left is abandoned and reported.
 func (s *sender) drain() {
 	s.once.Do(func() { close(s.q) })
-	s.wg.Wait()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(drainTimeout):
+		s.cancel()
+		<-done
+	}
 }
 
 // stop abandons queued messages.

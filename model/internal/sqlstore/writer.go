@@ -1,0 +1,283 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"clusterchat/model"
+)
+
+// The batching writer. StoreMessage queues a request; one goroutine takes
+// whatever is queued (up to MaxBatch, lingering BatchWindow for more while
+// senders are concurrent), stores the batch in one transaction and answers
+// every request after the commit. Inside the transaction each request is
+// checked on its own (dedupe, conversation, membership), so one bad request
+// gets its own error and the others are stored; only a failure of the
+// transaction itself (the database is down, the commit failed) fails them
+// all, and then nothing of the batch was stored.
+
+const (
+	qMessageByCID = `SELECT c.group_id, c.a, c.b, m.seq, m.from_name, m.body, m.sent_at
+FROM messages m JOIN convs c ON c.id = m.conv_id
+WHERE m.sender = ? AND m.cid = ?`
+	qInsertMessage = "INSERT INTO messages (conv_id, seq, sender, from_name, body, cid, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+	qSetLastSeq    = "UPDATE convs SET last_seq = ? WHERE id = ?"
+	maxCIDBytes    = 255
+	maxBodyBytes   = 1 << 20
+)
+
+type msgReq struct {
+	ctx context.Context
+	m   model.NewMessage
+	k   key
+	res chan msgRes // buffered: the writer never blocks on it
+}
+
+type msgRes struct {
+	msg model.Message
+	dup bool
+	err error
+}
+
+// StoreMessage stores a message under its conversation's next seq and moves
+// the sender's cursor to it, in a transaction shared with concurrent calls;
+// it returns after the commit. A retry (same sender and cid, same
+// conversation and body) stores nothing and returns the original with dup =
+// true; the same cid with another conversation or body gives ErrCIDConflict.
+// ErrForbidden when the sender is not a member of the group (or not one of
+// the direct conversation's users), ErrNotFound when the group is gone. It
+// returns ctx's error as soon as ctx is done; the message may then still be
+// stored, and a retry with the same cid tells.
+func (s *Store) StoreMessage(ctx context.Context, m model.NewMessage) (model.Message, bool, error) {
+	k, err := convKey(m.Conv)
+	switch {
+	case err != nil:
+		return model.Message{}, false, s.errorf("store message: %w", err)
+	case m.From <= 0:
+		return model.Message{}, false, s.errorf("store message: invalid sender %d", m.From)
+	case m.CID == "" || len(m.CID) > maxCIDBytes:
+		return model.Message{}, false, s.errorf("store message: cid must be 1-%d bytes", maxCIDBytes)
+	case len(m.Body) > maxBodyBytes:
+		return model.Message{}, false, s.errorf("store message: body longer than %d bytes", maxBodyBytes)
+	}
+	if m.Time == 0 {
+		m.Time = s.opts.Now().UnixMilli()
+	}
+	req := &msgReq{ctx: ctx, m: m, k: k, res: make(chan msgRes, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return model.Message{}, false, s.errorf("store message: %w", model.ErrClosed)
+	}
+	select {
+	case s.reqs <- req:
+		s.mu.RUnlock()
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return model.Message{}, false, s.errorf("store message: queue: %w", ctx.Err())
+	}
+	select {
+	case res := <-req.res:
+		if res.err != nil {
+			return model.Message{}, false, s.errorf("store message: %w", res.err)
+		}
+		return res.msg, res.dup, nil
+	case <-ctx.Done():
+		return model.Message{}, false, s.errorf("store message: %w", ctx.Err())
+	}
+}
+
+// writer is the goroutine that stores the queued messages, until reqs is
+// closed and drained.
+func (s *Store) writer() {
+	defer close(s.done)
+	linger := false
+	batch := make([]*msgReq, 0, s.opts.MaxBatch)
+	for {
+		first, ok := <-s.reqs
+		if !ok {
+			return
+		}
+		batch = s.gather(append(batch[:0], first), linger)
+		s.runBatch(batch)
+		linger = len(batch) > 1
+		clear(batch)
+	}
+}
+
+// gather adds the queued requests to batch, and when linger is set waits up
+// to BatchWindow for more, until MaxBatch.
+func (s *Store) gather(batch []*msgReq, linger bool) []*msgReq {
+	for len(batch) < s.opts.MaxBatch {
+		select {
+		case r, ok := <-s.reqs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+			continue
+		default:
+		}
+		break
+	}
+	if !linger || s.opts.BatchWindow <= 0 || len(batch) >= s.opts.MaxBatch {
+		return batch
+	}
+	t := time.NewTimer(s.opts.BatchWindow)
+	defer t.Stop()
+	for len(batch) < s.opts.MaxBatch {
+		select {
+		case r, ok := <-s.reqs:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, r)
+		case <-t.C:
+			return batch
+		}
+	}
+	return batch
+}
+
+// runBatch stores the live requests of batch in one transaction and answers
+// them all.
+func (s *Store) runBatch(batch []*msgReq) {
+	live := batch[:0:0]
+	for _, q := range batch {
+		if err := q.ctx.Err(); err != nil {
+			q.res <- msgRes{err: err} // its caller has given up
+			continue
+		}
+		live = append(live, q)
+	}
+	if len(live) == 0 {
+		return
+	}
+	// Lock the conversations in one order in every transaction (so two
+	// servers' batches cannot deadlock); one conversation keeps arrival order.
+	sort.SliceStable(live, func(i, j int) bool { return live[i].k.less(live[j].k) })
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.TxTimeout)
+	defer cancel()
+	results := make([]msgRes, len(live))
+	err := s.retryTx(ctx, func(r runner) error { return s.storeBatch(ctx, r, live, results) })
+	for i, q := range live {
+		if err != nil {
+			q.res <- msgRes{err: fmt.Errorf("batch of %d: %w", len(live), err)}
+		} else {
+			q.res <- results[i]
+		}
+	}
+}
+
+// convState is a conversation locked by the batch transaction.
+type convState struct {
+	id, last int64
+	dirty    bool
+}
+
+// storeBatch stores reqs in the transaction of r, filling results. An error
+// it returns fails the whole transaction.
+func (s *Store) storeBatch(ctx context.Context, r runner, reqs []*msgReq, results []msgRes) error {
+	convs := make(map[key]*convState)
+	order := make([]*convState, 0, 4)
+	for i, q := range reqs {
+		res, err := s.storeOne(ctx, r, q, convs, &order)
+		if err != nil {
+			return err
+		}
+		results[i] = res
+	}
+	for _, c := range order {
+		if !c.dirty {
+			continue
+		}
+		if _, err := r.exec(ctx, qSetLastSeq, c.last, c.id); err != nil {
+			return fmt.Errorf("set last seq: %w", err)
+		}
+	}
+	return nil
+}
+
+// byCID looks for the sender's message with the request's cid: found with
+// the request's result (the original, or ErrCIDConflict) when there is one.
+func (s *Store) byCID(ctx context.Context, r runner, q *msgReq) (msgRes, bool, error) {
+	var k key
+	m := model.Message{From: q.m.From, CID: q.m.CID}
+	err := r.row(ctx, qMessageByCID, q.m.From, q.m.CID).Scan(&k.g, &k.a, &k.b, &m.Seq, &m.FromName, &m.Body, &m.Time)
+	if errors.Is(err, sql.ErrNoRows) {
+		return msgRes{}, false, nil
+	}
+	if err != nil {
+		return msgRes{}, false, fmt.Errorf("look up cid: %w", err)
+	}
+	if k != q.k || m.Body != q.m.Body {
+		return msgRes{err: fmt.Errorf("sender %d cid %q is message %d of %v: %w",
+			q.m.From, q.m.CID, m.Seq, k, model.ErrCIDConflict)}, true, nil
+	}
+	m.Conv = k.conv()
+	return msgRes{msg: m, dup: true}, true, nil
+}
+
+// storeOne stores one request. A result's err is the request's own
+// failure; the returned error fails the transaction.
+func (s *Store) storeOne(ctx context.Context, r runner, q *msgReq, convs map[key]*convState, order *[]*convState) (msgRes, error) {
+	if res, found, err := s.byCID(ctx, r, q); err != nil || found {
+		return res, err
+	}
+	c := convs[q.k]
+	if c == nil {
+		id, last, found, err := s.convRow(ctx, r, q.k, true)
+		if err != nil {
+			return msgRes{}, fmt.Errorf("lock %v: %w", q.k, err)
+		}
+		if !found {
+			if q.k.g != 0 {
+				return msgRes{err: fmt.Errorf("%v: %w", q.k, model.ErrNotFound)}, nil
+			}
+			if _, err := r.exec(ctx, s.d.InsertConvIgnore, 0, q.k.a, q.k.b); err != nil {
+				return msgRes{}, fmt.Errorf("create %v: %w", q.k, err)
+			}
+			if id, last, found, err = s.convRow(ctx, r, q.k, true); err != nil || !found {
+				return msgRes{}, fmt.Errorf("lock new %v: found %v: %w", q.k, found, err)
+			}
+		}
+		c = &convState{id: id, last: last}
+		convs[q.k] = c
+		*order = append(*order, c)
+	}
+	if q.k.g != 0 {
+		member, err := s.isMember(ctx, r, q.k.g, q.m.From)
+		if err != nil {
+			return msgRes{}, fmt.Errorf("membership: %w", err)
+		}
+		if !member {
+			return msgRes{err: fmt.Errorf("user %d in %v: %w", q.m.From, q.k, model.ErrForbidden)}, nil
+		}
+	} else if q.m.From != q.k.a && q.m.From != q.k.b {
+		return msgRes{err: fmt.Errorf("user %d in %v: %w", q.m.From, q.k, model.ErrForbidden)}, nil
+	}
+	m := model.Message{Conv: q.k.conv(), Seq: c.last + 1, From: q.m.From, FromName: q.m.FromName,
+		Body: q.m.Body, CID: q.m.CID, Time: q.m.Time}
+	if _, err := r.exec(ctx, qInsertMessage, c.id, m.Seq, m.From, m.FromName, m.Body, m.CID, m.Time); err != nil {
+		switch {
+		case s.d.IsUnique(err): // the same cid, committed meanwhile by another server
+			res, found, err2 := s.byCID(ctx, r, q)
+			if err2 != nil || found {
+				return res, err2
+			}
+			return msgRes{}, fmt.Errorf("insert message: %w", err)
+		case s.d.IsForeignKey(err):
+			return msgRes{err: fmt.Errorf("sender %d: %w", q.m.From, model.ErrNotFound)}, nil
+		}
+		return msgRes{}, fmt.Errorf("insert message: %w", err)
+	}
+	c.last, c.dirty = m.Seq, true
+	if err := s.moveCursor(ctx, r, m.From, q.k, c.id, m.Seq); err != nil {
+		return msgRes{}, err
+	}
+	return msgRes{msg: m}, nil
+}

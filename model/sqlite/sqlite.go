@@ -1,0 +1,236 @@
+// Package sqlite is the embedded model.Store: one SQLite file through
+// modernc.org/sqlite (pure Go, driver name "sqlite").
+//
+// The file is in WAL mode with foreign keys on and a busy timeout. Writes go
+// through one connection (SQLite has one writer at a time; its transactions
+// begin IMMEDIATE so that they never have to upgrade a read lock), reads
+// through a pool of read-only connections, which WAL lets run beside the
+// writer. Schema migrations are versioned (table schema_version) and run by
+// Open.
+//
+// Durability: StoreMessage answers after COMMIT. With the default
+// synchronous=NORMAL in WAL mode a committed transaction survives the crash
+// (even SIGKILL) of the process, because it is in the WAL file that the
+// operating system holds; only a power loss or kernel crash may lose the
+// last transactions before the next checkpoint. Options.Synchronous "FULL"
+// fsyncs the WAL at every commit and survives power loss too, at a cost in
+// throughput that the batching writer mostly hides.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"clusterchat/model"
+	"clusterchat/model/internal/sqlstore"
+)
+
+// Options configure Open. The zero value gives the defaults.
+type Options struct {
+	// Synchronous is the synchronous pragma: "NORMAL" (default) or "FULL".
+	Synchronous string
+	// BusyTimeout is how long a statement waits for a lock that another
+	// process holds. Default 5s.
+	BusyTimeout time.Duration
+	// Readers is the size of the read-only pool. Default 4.
+	Readers int
+	// MaxBatch is the most messages stored in one transaction. Default 256.
+	MaxBatch int
+	// BatchWindow is how long the writer waits for more messages after the
+	// first of a batch when senders are concurrent. Default 2ms; negative:
+	// no wait.
+	BatchWindow time.Duration
+	// TxTimeout bounds one batch transaction. Default 10s.
+	TxTimeout time.Duration
+	// Now is the clock (user, group and token times); default time.Now.
+	Now func() time.Time
+}
+
+// Store is a model.Store on an SQLite file. Its methods are safe for
+// concurrent use.
+type Store struct {
+	*sqlstore.Store
+}
+
+var _ model.Store = (*Store)(nil)
+
+// Open opens (creating when absent) the database file at path, migrates its
+// schema to the newest version and starts the writer. Close releases it.
+func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") {
+		return nil, fmt.Errorf("sqlite: open %q: give the path of a database file", path)
+	}
+	if strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("sqlite: open %q: the path may not contain '?' or '#'", path)
+	}
+	sync := strings.ToUpper(opts.Synchronous)
+	switch sync {
+	case "":
+		sync = "NORMAL"
+	case "NORMAL", "FULL":
+	default:
+		return nil, fmt.Errorf("sqlite: open %q: synchronous must be NORMAL or FULL, not %q", path, opts.Synchronous)
+	}
+	if opts.BusyTimeout <= 0 {
+		opts.BusyTimeout = 5 * time.Second
+	}
+	if opts.Readers <= 0 {
+		opts.Readers = 4
+	}
+	q := url.Values{}
+	q.Set("_busy_timeout", strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10))
+	q.Set("_foreign_keys", "1")
+	wq := url.Values{}
+	for k, v := range q {
+		wq[k] = v
+	}
+	wq.Set("_journal_mode", "WAL")
+	wq.Set("_synchronous", sync)
+	wq.Set("_txlock", "immediate")
+	q.Set("_query_only", "1")
+
+	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	w.SetConnMaxIdleTime(0)
+	// The writer connection creates the file and turns WAL on before any
+	// reader opens it.
+	if err := w.PingContext(ctx); err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", path+"?"+q.Encode())
+	if err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("sqlite: open %q: readers: %w", path, err)
+	}
+	r.SetMaxOpenConns(opts.Readers)
+	r.SetMaxIdleConns(opts.Readers)
+	s, err := sqlstore.New(ctx, dialect(), w, r, sqlstore.Options{
+		MaxBatch:    opts.MaxBatch,
+		BatchWindow: opts.BatchWindow,
+		TxTimeout:   opts.TxTimeout,
+		Now:         opts.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
+	}
+	return &Store{s}, nil
+}
+
+func errCode(err error) (int, bool) {
+	var e *sqlite.Error
+	if errors.As(err, &e) {
+		return e.Code(), true
+	}
+	return 0, false
+}
+
+func dialect() *sqlstore.Dialect {
+	return &sqlstore.Dialect{
+		Name:             "sqlite",
+		VersionTable:     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)",
+		Migrations:       migrations,
+		ForUpdate:        "", // the write transaction is exclusive (BEGIN IMMEDIATE, one writer)
+		InsertConvIgnore: "INSERT INTO convs (group_id, a, b, last_seq) VALUES (?, ?, ?, 0) ON CONFLICT (group_id, a, b) DO NOTHING",
+		UpsertCursor: "INSERT INTO cursors (user_id, conv_id, seq) VALUES (?, ?, ?) " +
+			"ON CONFLICT (user_id, conv_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+		IsUnique: func(err error) bool {
+			c, ok := errCode(err)
+			return ok && (c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+		},
+		IsForeignKey: func(err error) bool {
+			c, ok := errCode(err)
+			return ok && c == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+		},
+		IsRetryable: func(err error) bool {
+			c, ok := errCode(err)
+			return ok && (c&0xff == sqlite3.SQLITE_BUSY || c&0xff == sqlite3.SQLITE_LOCKED)
+		},
+	}
+}
+
+// migrations are the schema versions in order; never edit a released one,
+// append a new step.
+var migrations = [][]string{
+	{ // 1: the initial schema
+		`CREATE TABLE users (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL,
+  name_lower TEXT NOT NULL,
+  pass_hash BLOB NOT NULL,
+  created INTEGER NOT NULL
+)`,
+		`CREATE UNIQUE INDEX users_name_lower ON users (name_lower)`,
+		`CREATE TABLE tokens (
+  hash BLOB PRIMARY KEY,
+  user_id INTEGER NOT NULL REFERENCES users (id),
+  expires INTEGER NOT NULL
+)`,
+		`CREATE INDEX tokens_user ON tokens (user_id, expires)`,
+		`CREATE TABLE friends (
+  a INTEGER NOT NULL REFERENCES users (id),
+  b INTEGER NOT NULL REFERENCES users (id),
+  state INTEGER NOT NULL,
+  requester INTEGER NOT NULL,
+  PRIMARY KEY (a, b)
+) WITHOUT ROWID`,
+		`CREATE INDEX friends_b ON friends (b)`,
+		`CREATE TABLE chat_groups (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  name TEXT NOT NULL,
+  name_lower TEXT NOT NULL,
+  descr TEXT NOT NULL,
+  owner_id INTEGER NOT NULL REFERENCES users (id),
+  created INTEGER NOT NULL
+)`,
+		`CREATE INDEX chat_groups_name_lower ON chat_groups (name_lower)`,
+		`CREATE TABLE group_members (
+  mid INTEGER PRIMARY KEY AUTOINCREMENT,
+  group_id INTEGER NOT NULL REFERENCES chat_groups (id),
+  user_id INTEGER NOT NULL REFERENCES users (id),
+  joined_seq INTEGER NOT NULL,
+  cur INTEGER NOT NULL
+)`,
+		`CREATE UNIQUE INDEX group_members_group_user ON group_members (group_id, user_id)`,
+		`CREATE INDEX group_members_user ON group_members (user_id)`,
+		`CREATE TABLE convs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  group_id INTEGER NOT NULL,
+  a INTEGER NOT NULL,
+  b INTEGER NOT NULL,
+  last_seq INTEGER NOT NULL
+)`,
+		`CREATE UNIQUE INDEX convs_key ON convs (group_id, a, b)`,
+		`CREATE TABLE messages (
+  conv_id INTEGER NOT NULL REFERENCES convs (id),
+  seq INTEGER NOT NULL,
+  sender INTEGER NOT NULL REFERENCES users (id),
+  from_name TEXT NOT NULL,
+  body TEXT NOT NULL,
+  cid TEXT NOT NULL,
+  sent_at INTEGER NOT NULL,
+  PRIMARY KEY (conv_id, seq)
+) WITHOUT ROWID`,
+		`CREATE UNIQUE INDEX messages_sender_cid ON messages (sender, cid)`,
+		`CREATE TABLE cursors (
+  user_id INTEGER NOT NULL REFERENCES users (id),
+  conv_id INTEGER NOT NULL REFERENCES convs (id),
+  seq INTEGER NOT NULL,
+  PRIMARY KEY (user_id, conv_id)
+) WITHOUT ROWID`,
+	},
+}

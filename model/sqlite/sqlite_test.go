@@ -1,0 +1,116 @@
+package sqlite_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"clusterchat/model"
+	"clusterchat/model/sqlite"
+	"clusterchat/model/storetest"
+)
+
+func open(t *testing.T, path string) *sqlite.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := sqlite.Open(ctx, path, sqlite.Options{})
+	if err != nil {
+		t.Fatalf("Open(%q): %v", path, err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestStore(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) model.Store {
+		return open(t, filepath.Join(t.TempDir(), "chat.db"))
+	})
+}
+
+func TestOpenRejectsBadInput(t *testing.T) {
+	ctx := context.Background()
+	for _, p := range []string{"", ":memory:", "file:x.db", "a?b.db"} {
+		if s, err := sqlite.Open(ctx, p, sqlite.Options{}); err == nil {
+			_ = s.Close()
+			t.Errorf("Open(%q) succeeded", p)
+		}
+	}
+	if _, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "x.db"), sqlite.Options{Synchronous: "OFF"}); err == nil {
+		t.Errorf("Open with synchronous OFF succeeded")
+	}
+	if _, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "no", "such", "dir.db"), sqlite.Options{}); err == nil {
+		t.Errorf("Open in a missing directory succeeded")
+	}
+}
+
+// TestReopen: everything acknowledged is there after Close and Open, and
+// opening an up-to-date file runs no migration again.
+func TestReopen(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "chat.db")
+	s := open(t, path)
+	a, err := s.CreateUser(ctx, "a", []byte("h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.CreateUser(ctx, "b", []byte("h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := model.Direct(a.ID, b.ID)
+	var wg sync.WaitGroup
+	acked := make(chan model.Message, 200)
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; k < 50; k++ {
+				m, _, err := s.StoreMessage(ctx, model.NewMessage{Conv: conv, From: a.ID, FromName: "a",
+					Body: "x", CID: fmt.Sprint(i, "-", k), Time: 1})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				acked <- m
+			}
+		}()
+	}
+	wg.Wait()
+	close(acked)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s2 := open(t, path)
+	ms, err := s2.Messages(ctx, conv, 0, 0, 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != 200 {
+		t.Fatalf("%d messages after reopen, want 200", len(ms))
+	}
+	for m := range acked {
+		if got := ms[m.Seq-1]; got != m {
+			t.Fatalf("after reopen: %+v, want %+v", got, m)
+		}
+	}
+	if u, err := s2.UserByName(ctx, "A"); err != nil || u.ID != a.ID {
+		t.Fatalf("UserByName after reopen: %+v, %v", u, err)
+	}
+	if m := mustSend(t, s2, conv, b, "after"); m.Seq != 201 {
+		t.Fatalf("seq after reopen = %d", m.Seq)
+	}
+}
+
+func mustSend(t *testing.T, s model.Store, conv model.Conv, u model.User, cid string) model.Message {
+	t.Helper()
+	m, _, err := s.StoreMessage(context.Background(), model.NewMessage{Conv: conv, From: u.ID, FromName: u.Name, Body: cid, CID: cid})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}

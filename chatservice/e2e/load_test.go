@@ -264,12 +264,19 @@ func testSigterm(t *testing.T, e *env) {
 		if r := p.Get("reason"); r.Type != gjson.String || r.Str == "" {
 			t.Errorf("%s: GOAWAY without a reason: %s", c.Label, p.Raw)
 		}
+		goaway := time.Since(start)
 		c.ExpectClosed(10 * time.Second)
+		t.Logf("%s: GOAWAY %v after SIGTERM, closed after %v", c.Label, goaway, time.Since(start))
 	}
 	if err := <-done; err != nil {
 		t.Errorf("SIGTERM: %v", err)
 	}
-	if d := time.Since(start); d > 10*time.Second {
+	d := time.Since(start)
+	if d > 10*time.Second {
 		t.Errorf("exit took %v after SIGTERM, want ≤ 10 s", d)
+	}
+	t.Logf("exit %v after SIGTERM", d)
+	if l, ok := tgt.(interface{ Logs() string }); ok && d > 3*time.Second {
+		t.Logf("slow exit; server log:\n%s", tailLines(l.Logs(), 30))
 	}
 }

@@ -49,6 +49,9 @@ type nodeTarget struct {
 
 func (n *nodeTarget) Addrs() []string { return []string{n.proc.Addr()} }
 
+// Logs returns the server's log so far.
+func (n *nodeTarget) Logs() string { return n.proc.Logs() }
+
 func (n *nodeTarget) Crash(t *testing.T) {
 	t.Helper()
 	if err := n.proc.Kill(); err != nil {

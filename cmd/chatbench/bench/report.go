@@ -9,8 +9,9 @@ import (
 
 // Report is the result of one run; it is printed as one JSON line with
 // --json. Latencies are in microseconds; send→ack and send→delivery are
-// measured from the moment a message was due and the pacer awake, so time
-// spent waiting for a free slot of the in-flight window counts.
+// measured from the time a message was due (paced runs), so time spent
+// waiting for a free slot of the in-flight window counts; only the pacer's
+// timer lateness after a sleep is left out.
 type Report struct {
 	Scenario string   `json:"scenario"`
 	Addrs    []string `json:"addrs"`
@@ -48,7 +49,7 @@ type Report struct {
 	DeliveriesPerS   float64          `json:"deliveries_per_s"`
 	AckLatency       *Latency         `json:"send_ack,omitempty"`
 	DeliveryLatency  *Latency         `json:"send_delivery,omitempty"`
-	PacerLag         *Latency         `json:"pacer_lag,omitempty"` // pacer wake-up − scheduled time (paced runs)
+	PacerLag         *Latency         `json:"pacer_lag,omitempty"` // send − due time (paced runs): timer lateness and full-window waits
 
 	Conns *ConnsReport `json:"conns,omitempty"`
 	Storm *StormReport `json:"storm,omitempty"`

@@ -201,11 +201,12 @@ func (r *run) waitQuiet(ctx context.Context, max time.Duration) {
 // is due at start + i/rate (start offset by a random fraction of the
 // interval so that senders do not fire together); a late loop catches up
 // at once. At most --inflight sends are outstanding; when the window is
-// full the loop waits, and the wait counts in the message's latency, which
-// is measured from the moment the message was due to go and the pacer was
-// awake (so a slow server shows as latency, not as a lower rate; the
-// timer's own lateness is reported as the pacer lag). With rate 0 messages
-// go as fast as the window allows.
+// full the loop waits, and the wait counts in the latency of the messages
+// that fall due meanwhile, which is measured from their due time (so a slow
+// server shows as latency, not as a lower rate; no coordinated omission).
+// Only the timer's own lateness after a sleep is left out (it is reported,
+// with any other lateness, as the pacer lag). With rate 0 messages go as
+// fast as the window allows.
 func (r *run) sendLoop(ctx context.Context, s *sender, body string, start, end time.Duration) {
 	rate := r.cfg.Rate
 	var interval float64
@@ -220,24 +221,27 @@ func (r *run) sendLoop(ctx context.Context, s *sender, body string, start, end t
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for i := int64(0); ; i++ {
-		var sched time.Duration
+		var sched, stamp time.Duration
 		if rate > 0 {
 			sched = start + time.Duration(float64(i)*interval)
 			if sched >= end {
 				return
 			}
-			if d := sched - r.now(); d > 0 && !sleepCtx(ctx, d) {
-				return
+			// The message is sent, and its latency counts, from its due
+			// time; when the pacer had to sleep until then, from its
+			// wake-up, so that the timer's own lateness is not charged to
+			// the server. A pacer that is late because the window was full
+			// (a slow server) does not sleep: the wait counts.
+			stamp = sched
+			if d := sched - r.now(); d > 0 {
+				if !sleepCtx(ctx, d) {
+					return
+				}
+				stamp = r.now()
 			}
-		}
-		// The message's send time is now: the timer's own lateness is the
-		// pacer lag (reported apart), a full window counts as latency.
-		stamp := r.now()
-		if rate == 0 && stamp >= end {
+			r.lagHist.record(s.idx, r.now()-sched)
+		} else if stamp = r.now(); stamp >= end {
 			return
-		}
-		if rate > 0 {
-			r.lagHist.record(s.idx, stamp-sched)
 		}
 		select {
 		case sem <- struct{}{}:

@@ -13,11 +13,16 @@ import (
 	"clusterchat/model/storetest"
 )
 
-func open(t *testing.T, path string) *sqlite.Store {
+func open(t testing.TB, path string) *sqlite.Store {
+	t.Helper()
+	return openOpts(t, path, sqlite.Options{})
+}
+
+func openOpts(t testing.TB, path string, opts sqlite.Options) *sqlite.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := sqlite.Open(ctx, path, sqlite.Options{})
+	s, err := sqlite.Open(ctx, path, opts)
 	if err != nil {
 		t.Fatalf("Open(%q): %v", path, err)
 	}

@@ -109,8 +109,10 @@ func (s *Store) writer() {
 	}
 }
 
-// gather adds the queued requests to batch, and when linger is set waits up
-// to BatchWindow for more, until MaxBatch.
+// gather adds the queued requests to batch and, when linger is set, waits
+// for more: until MaxBatch, BatchWindow after the start, or a pause of a
+// tenth of the window without a new request (the senders have all
+// resubmitted), whichever comes first.
 func (s *Store) gather(batch []*msgReq, linger bool) []*msgReq {
 	for len(batch) < s.opts.MaxBatch {
 		select {
@@ -127,7 +129,9 @@ func (s *Store) gather(batch []*msgReq, linger bool) []*msgReq {
 	if !linger || s.opts.BatchWindow <= 0 || len(batch) >= s.opts.MaxBatch {
 		return batch
 	}
-	t := time.NewTimer(s.opts.BatchWindow)
+	end := time.Now().Add(s.opts.BatchWindow)
+	pause := s.opts.BatchWindow / 10
+	t := time.NewTimer(pause)
 	defer t.Stop()
 	for len(batch) < s.opts.MaxBatch {
 		select {
@@ -136,6 +140,11 @@ func (s *Store) gather(batch []*msgReq, linger bool) []*msgReq {
 				return batch
 			}
 			batch = append(batch, r)
+			left := time.Until(end)
+			if left <= 0 {
+				return batch
+			}
+			t.Reset(min(pause, left))
 		case <-t.C:
 			return batch
 		}
@@ -164,12 +173,21 @@ func (s *Store) runBatch(batch []*msgReq) {
 	defer cancel()
 	results := make([]msgRes, len(live))
 	err := s.retryTx(ctx, func(r runner) error { return s.storeBatch(ctx, r, live, results) })
+	s.stats.batches.Add(1)
+	if err != nil {
+		s.stats.failed.Add(int64(len(live)))
+	}
 	for i, q := range live {
-		if err != nil {
+		switch {
+		case err != nil:
 			q.res <- msgRes{err: fmt.Errorf("batch of %d: %w", len(live), err)}
-		} else {
-			q.res <- results[i]
+			continue
+		case results[i].dup:
+			s.stats.dups.Add(1)
+		case results[i].err == nil:
+			s.stats.messages.Add(1)
 		}
+		q.res <- results[i]
 	}
 }
 
@@ -224,10 +242,11 @@ func (s *Store) byCID(ctx context.Context, r runner, q *msgReq) (msgRes, bool, e
 
 // storeOne stores one request. A result's err is the request's own
 // failure; the returned error fails the transaction.
+//
+// The common case costs a conversation lock (once per batch), a membership
+// check, the INSERT and the cursor move: a retried cid is found by the
+// INSERT's unique violation on (sender, cid), and only then looked up.
 func (s *Store) storeOne(ctx context.Context, r runner, q *msgReq, convs map[key]*convState, order *[]*convState) (msgRes, error) {
-	if res, found, err := s.byCID(ctx, r, q); err != nil || found {
-		return res, err
-	}
 	c := convs[q.k]
 	if c == nil {
 		id, last, found, err := s.convRow(ctx, r, q.k, true)
@@ -235,7 +254,7 @@ func (s *Store) storeOne(ctx context.Context, r runner, q *msgReq, convs map[key
 			return msgRes{}, fmt.Errorf("lock %v: %w", q.k, err)
 		}
 		if !found {
-			if q.k.g != 0 {
+			if q.k.g != 0 { // a deleted group's messages went with it
 				return msgRes{err: fmt.Errorf("%v: %w", q.k, model.ErrNotFound)}, nil
 			}
 			if _, err := r.exec(ctx, s.d.InsertConvIgnore, 0, q.k.a, q.k.b); err != nil {
@@ -255,6 +274,11 @@ func (s *Store) storeOne(ctx context.Context, r runner, q *msgReq, convs map[key
 			return msgRes{}, fmt.Errorf("membership: %w", err)
 		}
 		if !member {
+			// A retry of a message stored before the sender left still
+			// gets the original.
+			if res, found, err := s.byCID(ctx, r, q); err != nil || (found && res.dup) {
+				return res, err
+			}
 			return msgRes{err: fmt.Errorf("user %d in %v: %w", q.m.From, q.k, model.ErrForbidden)}, nil
 		}
 	} else if q.m.From != q.k.a && q.m.From != q.k.b {
@@ -264,7 +288,7 @@ func (s *Store) storeOne(ctx context.Context, r runner, q *msgReq, convs map[key
 		Body: q.m.Body, CID: q.m.CID, Time: q.m.Time}
 	if _, err := r.exec(ctx, qInsertMessage, c.id, m.Seq, m.From, m.FromName, m.Body, m.CID, m.Time); err != nil {
 		switch {
-		case s.d.IsUnique(err): // the same cid, committed meanwhile by another server
+		case s.d.IsUnique(err): // the cid is taken: a retry, or a conflict
 			res, found, err2 := s.byCID(ctx, r, q)
 			if err2 != nil || found {
 				return res, err2

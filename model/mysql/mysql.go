@@ -9,7 +9,8 @@
 // uniqueness and prefix search use a name_lower VARBINARY column holding Go's
 // strings.ToLower of the name, with an index (unique for users).
 //
-// Write transactions run at READ COMMITTED. A message's seq is allocated
+// Sessions run at READ COMMITTED, so that a check inside a transaction sees
+// what other servers committed meanwhile. A message's seq is allocated
 // under the lock of its conversation's row (SELECT last_seq ... FOR UPDATE,
 // then UPDATE) inside the transaction that stores it, so on any number of
 // servers seq order is commit order, with no gaps. A batch of messages
@@ -55,6 +56,9 @@ type Options struct {
 	// first of a batch when senders are concurrent. Default 2ms; negative:
 	// no wait.
 	BatchWindow time.Duration
+	// Writers is the number of batching writers, whose transactions run in
+	// parallel. Default 4.
+	Writers int
 	// TxTimeout bounds one batch transaction. Default 10s.
 	TxTimeout time.Duration
 	// Now is the clock (user, group and token times); default time.Now.
@@ -102,25 +106,36 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if opts.MaxIdleConns <= 0 {
 		opts.MaxIdleConns = opts.MaxOpenConns
 	}
+	if opts.Writers <= 0 {
+		opts.Writers = 4
+	}
 	cfg.ParseTime = false // times are stored as Unix milliseconds
 
-	conn, err := driver.NewConnector(cfg)
+	// Every session runs at READ COMMITTED (set once per connection rather
+	// than per transaction): the variable is tx_isolation on MariaDB before
+	// 11.1, transaction_isolation on MySQL 8.
+	probe, err := connect(ctx, cfg, opts)
 	if err != nil {
-		return nil, fmt.Errorf("mysql: open: %w", err)
+		return nil, fmt.Errorf("mysql: open %s/%s: %w", cfg.Addr, cfg.DBName, err)
 	}
-	db := sql.OpenDB(conn)
-	db.SetMaxOpenConns(opts.MaxOpenConns)
-	db.SetMaxIdleConns(opts.MaxIdleConns)
-	db.SetConnMaxLifetime(opts.ConnMaxLifetime)
-	db.SetConnMaxIdleTime(opts.ConnMaxIdleTime)
-	if err := db.PingContext(ctx); err != nil {
-		_ = db.Close()
+	isoVar, err := isolationVariable(ctx, probe)
+	_ = probe.Close()
+	if err != nil {
+		return nil, fmt.Errorf("mysql: open %s/%s: %w", cfg.Addr, cfg.DBName, err)
+	}
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	cfg.Params[isoVar] = "'READ-COMMITTED'"
+	db, err := connect(ctx, cfg, opts)
+	if err != nil {
 		return nil, fmt.Errorf("mysql: open %s/%s: %w", cfg.Addr, cfg.DBName, err)
 	}
 	s, err := sqlstore.New(ctx, dialect(), db, db, sqlstore.Options{
 		MaxBatch:    opts.MaxBatch,
 		BatchWindow: opts.BatchWindow,
 		TxTimeout:   opts.TxTimeout,
+		Writers:     opts.Writers,
 		Now:         opts.Now,
 	})
 	if err != nil {
@@ -129,14 +144,49 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	return &Store{s}, nil
 }
 
+// connect opens a pool for cfg and checks that it answers.
+func connect(ctx context.Context, cfg *driver.Config, opts Options) (*sql.DB, error) {
+	conn, err := driver.NewConnector(cfg)
+	if err != nil {
+		return nil, err
+	}
+	db := sql.OpenDB(conn)
+	db.SetMaxOpenConns(opts.MaxOpenConns)
+	db.SetMaxIdleConns(opts.MaxIdleConns)
+	db.SetConnMaxLifetime(opts.ConnMaxLifetime)
+	db.SetConnMaxIdleTime(opts.ConnMaxIdleTime)
+	if err := db.PingContext(ctx); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// isolationVariable names the server's session isolation variable.
+func isolationVariable(ctx context.Context, db *sql.DB) (string, error) {
+	var level string
+	err := db.QueryRowContext(ctx, "SELECT @@SESSION.transaction_isolation").Scan(&level)
+	if err == nil {
+		return "transaction_isolation", nil
+	}
+	if errNumber(err) != erUnknownSystemVariable {
+		return "", fmt.Errorf("read the isolation level: %w", err)
+	}
+	if err := db.QueryRowContext(ctx, "SELECT @@SESSION.tx_isolation").Scan(&level); err != nil {
+		return "", fmt.Errorf("read the isolation level: %w", err)
+	}
+	return "tx_isolation", nil
+}
+
 // Server error numbers.
 const (
-	erDupEntry         = 1062
-	erDupEntryWithKey  = 1586
-	erLockWaitTimeout  = 1205
-	erLockDeadlock     = 1213
-	erNoReferencedRow  = 1216
-	erNoReferencedRow2 = 1452
+	erUnknownSystemVariable = 1193
+	erDupEntry              = 1062
+	erDupEntryWithKey       = 1586
+	erLockWaitTimeout       = 1205
+	erLockDeadlock          = 1213
+	erNoReferencedRow       = 1216
+	erNoReferencedRow2      = 1452
 )
 
 func errNumber(err error) uint16 {
@@ -186,7 +236,6 @@ func dialect() *sqlstore.Dialect {
 			n := errNumber(err)
 			return n == erLockDeadlock || n == erLockWaitTimeout
 		},
-		TxOptions: &sql.TxOptions{Isolation: sql.LevelReadCommitted},
 	}
 }
 

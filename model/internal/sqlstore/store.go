@@ -74,6 +74,12 @@ type Options struct {
 	// TxTimeout bounds one batch transaction, including its retries.
 	// Default 10s.
 	TxTimeout time.Duration
+	// Writers is the number of batching writers, each running its own
+	// batch transactions. Default 1 (the only sensible value for SQLite,
+	// which has one writer connection); on a server, several writers let
+	// batches for different conversations commit in parallel, while those
+	// for one conversation serialise on its row lock.
+	Writers int
 	// QueueSize is the capacity of the writer's queue. Default 4096.
 	QueueSize int
 	// Now returns the current time; default time.Now. Tests may fix it.
@@ -89,6 +95,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.TxTimeout <= 0 {
 		o.TxTimeout = 10 * time.Second
+	}
+	if o.Writers <= 0 {
+		o.Writers = 1
 	}
 	if o.QueueSize <= 0 {
 		o.QueueSize = 4096
@@ -113,7 +122,7 @@ type Store struct {
 	mu     sync.RWMutex // guards closed and sends on reqs
 	closed bool
 	reqs   chan *msgReq
-	done   chan struct{} // closed when the writer goroutine has exited
+	wg     sync.WaitGroup // the writer goroutines
 }
 
 var _ model.Store = (*Store)(nil)
@@ -131,7 +140,6 @@ func New(ctx context.Context, d *Dialect, w, r *sql.DB, opts Options) (*Store, e
 		ws:   newStmtCache(w),
 		rs:   newStmtCache(r),
 		reqs: make(chan *msgReq, opts.QueueSize),
-		done: make(chan struct{}),
 	}
 	if r == w {
 		s.rs = s.ws
@@ -144,7 +152,10 @@ func New(ctx context.Context, d *Dialect, w, r *sql.DB, opts Options) (*Store, e
 		s.closeDBs()
 		return nil, err
 	}
-	go s.writer()
+	for range opts.Writers {
+		s.wg.Add(1)
+		go s.writer()
+	}
 	return s, nil
 }
 
@@ -198,7 +209,7 @@ func (s *Store) Close() error {
 	s.closed = true
 	close(s.reqs)
 	s.mu.Unlock()
-	<-s.done
+	s.wg.Wait()
 	return s.closeDBs()
 }
 

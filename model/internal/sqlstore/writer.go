@@ -11,9 +11,10 @@ import (
 	"clusterchat/model"
 )
 
-// The batching writer. StoreMessage queues a request; one goroutine takes
-// whatever is queued (up to MaxBatch, lingering BatchWindow for more while
-// senders are concurrent), stores the batch in one transaction and answers
+// The batching writer. StoreMessage queues a request; a writer goroutine
+// (Options.Writers of them) takes whatever is queued (up to MaxBatch,
+// lingering BatchWindow for more while senders are concurrent), stores the
+// batch in one transaction and answers
 // every request after the commit. Inside the transaction each request is
 // checked on its own (dedupe, conversation, membership), so one bad request
 // gets its own error and the others are stored; only a failure of the
@@ -94,7 +95,7 @@ func (s *Store) StoreMessage(ctx context.Context, m model.NewMessage) (model.Mes
 // writer is the goroutine that stores the queued messages, until reqs is
 // closed and drained.
 func (s *Store) writer() {
-	defer close(s.done)
+	defer s.wg.Done()
 	linger := false
 	batch := make([]*msgReq, 0, s.opts.MaxBatch)
 	for {

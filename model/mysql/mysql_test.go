@@ -190,6 +190,45 @@ func TestTwoServersOneConversation(t *testing.T) {
 	}
 }
 
+// TestTwoServersRetry: the same message sent through two stores at once
+// (a client retrying through another server) is stored once; both answers
+// carry its seq.
+func TestTwoServersRetry(t *testing.T) {
+	ctx := context.Background()
+	dsn := newDB(t)
+	stores := []*mysql.Store{open(t, dsn, mysql.Options{}), open(t, dsn, mysql.Options{})}
+	a, err := stores[0].CreateUser(ctx, "a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := stores[0].CreateUser(ctx, "b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := model.Direct(a.ID, b.ID)
+	for k := 0; k < 50; k++ {
+		type result struct {
+			m   model.Message
+			dup bool
+			err error
+		}
+		res := make(chan result, 2)
+		for _, s := range stores {
+			go func() {
+				m, dup, err := s.StoreMessage(ctx, model.NewMessage{Conv: conv, From: a.ID, FromName: "a", Body: "x", CID: fmt.Sprint(k)})
+				res <- result{m, dup, err}
+			}()
+		}
+		r1, r2 := <-res, <-res
+		if r1.err != nil || r2.err != nil {
+			t.Fatalf("message %d: %v, %v", k, r1.err, r2.err)
+		}
+		if r1.m.Seq != int64(k+1) || r2.m.Seq != r1.m.Seq || r1.dup == r2.dup {
+			t.Fatalf("message %d: seq %d dup %v, seq %d dup %v", k, r1.m.Seq, r1.dup, r2.m.Seq, r2.dup)
+		}
+	}
+}
+
 // TestDatabaseDown: with MariaDB stopped, calls fail fast (within their
 // ctx, with an error that is not a model sentinel); after the restart the
 // same store works again without being reopened.

@@ -2,8 +2,10 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -108,6 +110,34 @@ func TestReopen(t *testing.T) {
 	}
 	if m := mustSend(t, s2, conv, b, "after"); m.Seq != 201 {
 		t.Fatalf("seq after reopen = %d", m.Seq)
+	}
+}
+
+// TestNewerSchema: a file migrated by a newer program is refused, not
+// damaged.
+func TestNewerSchema(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "chat.db")
+	if err := open(t, path).Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ExecContext(ctx, "INSERT INTO schema_version (version, applied) VALUES (99, 0)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := sqlite.Open(ctx, path, sqlite.Options{})
+	if err == nil {
+		_ = s.Close()
+		t.Fatal("Open of a newer schema succeeded")
+	}
+	if !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("Open of a newer schema: %v", err)
 	}
 }
 

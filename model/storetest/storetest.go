@@ -41,6 +41,7 @@ func Run(t *testing.T, open func(t *testing.T) model.Store) {
 		{"ConcurrentSeq", testConcurrentSeq},
 		{"BatchIsolatesBadItems", testBatchIsolation},
 		{"Ack", testAck},
+		{"ConcurrentAcks", testConcurrentAcks},
 		{"Canceled", testCanceled},
 		{"Closed", testClosed},
 	}
@@ -1123,6 +1124,62 @@ func testAck(t *testing.T, s model.Store) {
 	ug, _ := s.UserGroups(ctx, b.ID)
 	if len(ug) != 1 || ug[0].Cursor != 5 || ug[0].LastSeq != 5 {
 		t.Fatalf("UserGroups = %+v", ug)
+	}
+}
+
+// testConcurrentAcks runs acks (good and refused) and sends at once: each
+// ack call is all or nothing by itself.
+func testConcurrentAcks(t *testing.T, s model.Store) {
+	ctx := ctxT(t)
+	a := mustUser(t, s, "a")
+	const n = 16
+	peers := make([]model.User, n)
+	convs := make([]model.Conv, n)
+	for i := range peers {
+		peers[i] = mustUser(t, s, fmt.Sprint("p", i))
+		convs[i] = model.Direct(a.ID, peers[i].ID)
+		for k := 1; k <= 3; k++ {
+			send(t, s, convs[i], peers[i], "x", fmt.Sprint("m", k))
+		}
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range peers {
+		wg.Add(2)
+		go func() { // a acks conversation i, and i+1 beyond its end when i is odd
+			defer wg.Done()
+			acks := []model.Ack{{Conv: convs[i], Seq: 2}}
+			if i%2 == 1 {
+				acks = append(acks, model.Ack{Conv: convs[(i+1)%n], Seq: 99})
+			}
+			errs[i] = s.AckMessages(ctx, a.ID, acks)
+		}()
+		go func() {
+			defer wg.Done()
+			_, _, err := s.StoreMessage(ctx, model.NewMessage{Conv: convs[i], From: peers[i].ID, FromName: "p", Body: "y", CID: "m4"})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range peers {
+		cur, err := s.Cursor(ctx, a.ID, convs[i])
+		noErr(t, "Cursor", err)
+		if i%2 == 1 {
+			wantErr(t, fmt.Sprint("ack ", i), errs[i], model.ErrSeqBeyond)
+			if cur != 0 {
+				t.Errorf("refused ack %d moved the cursor to %d", i, cur)
+			}
+		} else {
+			noErr(t, fmt.Sprint("ack ", i), errs[i])
+			if cur != 2 {
+				t.Errorf("cursor %d = %d, want 2", i, cur)
+			}
+		}
+		if n, _ := s.LastSeq(ctx, convs[i]); n != 4 {
+			t.Errorf("LastSeq %d = %d, want 4", i, n)
+		}
 	}
 }
 

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
 
 	"clusterchat/model"
 )
@@ -192,50 +191,4 @@ func (s *Store) moveCursor(ctx context.Context, r runner, userID int64, k key, c
 		return fmt.Errorf("move cursor of %d in %v: %w", userID, k, err)
 	}
 	return nil
-}
-
-// AckMessages moves the user's cursor in each conversation to max(cursor,
-// seq), all or nothing: ErrSeqBeyond (naming the conversation) when a seq is
-// beyond that conversation's last seq, ErrNotFound when a group does not
-// exist. Two acks of one conversation count as the larger. Membership is
-// checked by the caller (a non-member's group ack moves nothing).
-func (s *Store) AckMessages(ctx context.Context, userID int64, acks []model.Ack) error {
-	if len(acks) == 0 {
-		return nil
-	}
-	max := make(map[key]int64, len(acks))
-	for _, a := range acks {
-		k, err := convKey(a.Conv)
-		if err != nil {
-			return s.errorf("ack: %w", err)
-		}
-		if cur, ok := max[k]; !ok || a.Seq > cur {
-			max[k] = a.Seq
-		}
-	}
-	keys := make([]key, 0, len(max))
-	for k := range max {
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].less(keys[j]) }) // one lock order
-	return s.writeTx(ctx, "ack", func(r runner) error {
-		for _, k := range keys {
-			seq := max[k]
-			id, last, found, err := s.convRow(ctx, r, k, false)
-			switch {
-			case err != nil:
-				return err
-			case !found && k.g != 0:
-				return fmt.Errorf("%v: %w", k, model.ErrNotFound)
-			case seq > last:
-				return fmt.Errorf("%v: seq %d beyond %d: %w", k, seq, last, model.ErrSeqBeyond)
-			case seq <= 0:
-				continue
-			}
-			if err := s.moveCursor(ctx, r, userID, k, id, seq); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }

@@ -116,7 +116,7 @@ type Store struct {
 	rs   *stmtCache // statements prepared on r
 
 	stats struct {
-		batches, messages, dups, failed atomic.Int64
+		batches, messages, dups, acks, failed atomic.Int64
 	}
 
 	mu     sync.RWMutex // guards closed and sends on reqs
@@ -167,7 +167,9 @@ type Stats struct {
 	Messages int64
 	// Dups is the number of retries answered with the original message.
 	Dups int64
-	// Failed is the number of StoreMessage calls that failed with the
+	// Acks is the number of AckMessages calls that the writers ran.
+	Acks int64
+	// Failed is the number of StoreMessage and AckMessages calls that failed with the
 	// transaction (the database unavailable), not with their own error.
 	Failed int64
 }
@@ -178,6 +180,7 @@ func (s *Store) Stats() Stats {
 		Batches:  s.stats.batches.Load(),
 		Messages: s.stats.messages.Load(),
 		Dups:     s.stats.dups.Load(),
+		Acks:     s.stats.acks.Load(),
 		Failed:   s.stats.failed.Load(),
 	}
 }

@@ -31,11 +31,19 @@ WHERE m.sender = ? AND m.cid = ?`
 	maxBodyBytes   = 1 << 20
 )
 
+// msgReq is a StoreMessage call, or an AckMessages call when acks is set.
 type msgReq struct {
-	ctx context.Context
-	m   model.NewMessage
+	ctx  context.Context
+	m    model.NewMessage
+	k    key
+	acks []ackItem // the AckMessages call of user, one per conversation
+	user int64
+	res  chan msgRes // buffered: the writer never blocks on it
+}
+
+type ackItem struct {
 	k   key
-	res chan msgRes // buffered: the writer never blocks on it
+	seq int64
 }
 
 type msgRes struct {
@@ -68,28 +76,64 @@ func (s *Store) StoreMessage(ctx context.Context, m model.NewMessage) (model.Mes
 	if m.Time == 0 {
 		m.Time = s.opts.Now().UnixMilli()
 	}
-	req := &msgReq{ctx: ctx, m: m, k: k, res: make(chan msgRes, 1)}
+	res, err := s.submit(ctx, &msgReq{ctx: ctx, m: m, k: k, res: make(chan msgRes, 1)})
+	if err != nil {
+		return model.Message{}, false, s.errorf("store message: %w", err)
+	}
+	return res.msg, res.dup, nil
+}
+
+// submit queues req for the writers and waits for its result, or for ctx.
+func (s *Store) submit(ctx context.Context, req *msgReq) (msgRes, error) {
 	s.mu.RLock()
 	if s.closed {
 		s.mu.RUnlock()
-		return model.Message{}, false, s.errorf("store message: %w", model.ErrClosed)
+		return msgRes{}, model.ErrClosed
 	}
 	select {
 	case s.reqs <- req:
 		s.mu.RUnlock()
 	case <-ctx.Done():
 		s.mu.RUnlock()
-		return model.Message{}, false, s.errorf("store message: queue: %w", ctx.Err())
+		return msgRes{}, fmt.Errorf("queue: %w", ctx.Err())
 	}
 	select {
 	case res := <-req.res:
-		if res.err != nil {
-			return model.Message{}, false, s.errorf("store message: %w", res.err)
-		}
-		return res.msg, res.dup, nil
+		return res, res.err
 	case <-ctx.Done():
-		return model.Message{}, false, s.errorf("store message: %w", ctx.Err())
+		return msgRes{}, ctx.Err()
 	}
+}
+
+// AckMessages moves the user's cursor in each conversation to max(cursor,
+// seq), all or nothing: ErrSeqBeyond (naming the conversation) when a seq is
+// beyond that conversation's last seq, ErrNotFound when a group does not
+// exist. Two acks of one conversation count as the larger. Membership is
+// checked by the caller (a non-member's group ack moves nothing). Like
+// StoreMessage, concurrent calls share the writers' transactions.
+func (s *Store) AckMessages(ctx context.Context, userID int64, acks []model.Ack) error {
+	if len(acks) == 0 {
+		return nil
+	}
+	largest := make(map[key]int64, len(acks))
+	for _, a := range acks {
+		k, err := convKey(a.Conv)
+		if err != nil {
+			return s.errorf("ack: %w", err)
+		}
+		if cur, ok := largest[k]; !ok || a.Seq > cur {
+			largest[k] = a.Seq
+		}
+	}
+	items := make([]ackItem, 0, len(largest))
+	for k, seq := range largest {
+		items = append(items, ackItem{k, seq})
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].k.less(items[j].k) }) // one lock order
+	if _, err := s.submit(ctx, &msgReq{ctx: ctx, acks: items, user: userID, res: make(chan msgRes, 1)}); err != nil {
+		return s.errorf("ack: %w", err)
+	}
+	return nil
 }
 
 // writer is the goroutine that stores the queued messages, until reqs is
@@ -168,8 +212,14 @@ func (s *Store) runBatch(batch []*msgReq) {
 		return
 	}
 	// Lock the conversations in one order in every transaction (so two
-	// servers' batches cannot deadlock); one conversation keeps arrival order.
-	sort.SliceStable(live, func(i, j int) bool { return live[i].k.less(live[j].k) })
+	// servers' batches cannot deadlock); one conversation keeps arrival
+	// order. Acks come after the messages.
+	sort.SliceStable(live, func(i, j int) bool {
+		if (live[i].acks == nil) != (live[j].acks == nil) {
+			return live[i].acks == nil
+		}
+		return live[i].acks == nil && live[i].k.less(live[j].k)
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.TxTimeout)
 	defer cancel()
 	results := make([]msgRes, len(live))
@@ -183,6 +233,8 @@ func (s *Store) runBatch(batch []*msgReq) {
 		case err != nil:
 			q.res <- msgRes{err: fmt.Errorf("batch of %d: %w", len(live), err)}
 			continue
+		case q.acks != nil:
+			s.stats.acks.Add(1)
 		case results[i].dup:
 			s.stats.dups.Add(1)
 		case results[i].err == nil:
@@ -204,7 +256,13 @@ func (s *Store) storeBatch(ctx context.Context, r runner, reqs []*msgReq, result
 	convs := make(map[key]*convState)
 	order := make([]*convState, 0, 4)
 	for i, q := range reqs {
-		res, err := s.storeOne(ctx, r, q, convs, &order)
+		var res msgRes
+		var err error
+		if q.acks != nil {
+			res, err = s.ackOne(ctx, r, q, convs)
+		} else {
+			res, err = s.storeOne(ctx, r, q, convs, &order)
+		}
 		if err != nil {
 			return err
 		}
@@ -305,4 +363,38 @@ func (s *Store) storeOne(ctx context.Context, r runner, q *msgReq, convs map[key
 		return msgRes{}, err
 	}
 	return msgRes{msg: m}, nil
+}
+
+// ackOne runs one AckMessages call: it checks every conversation, then
+// moves the cursors, or none when one check fails. A conversation that the
+// batch has locked gives its last seq from convs.
+func (s *Store) ackOne(ctx context.Context, r runner, q *msgReq, convs map[key]*convState) (msgRes, error) {
+	ids := make([]int64, len(q.acks))
+	for i, a := range q.acks {
+		var last int64
+		if c := convs[a.k]; c != nil {
+			ids[i], last = c.id, c.last
+		} else {
+			id, l, found, err := s.convRow(ctx, r, a.k, false)
+			if err != nil {
+				return msgRes{}, fmt.Errorf("read %v: %w", a.k, err)
+			}
+			if !found && a.k.g != 0 {
+				return msgRes{err: fmt.Errorf("%v: %w", a.k, model.ErrNotFound)}, nil
+			}
+			ids[i], last = id, l
+		}
+		if a.seq > last {
+			return msgRes{err: fmt.Errorf("%v: seq %d beyond %d: %w", a.k, a.seq, last, model.ErrSeqBeyond)}, nil
+		}
+	}
+	for i, a := range q.acks {
+		if a.seq <= 0 {
+			continue
+		}
+		if err := s.moveCursor(ctx, r, q.user, a.k, ids[i], a.seq); err != nil {
+			return msgRes{}, err
+		}
+	}
+	return msgRes{}, nil
 }

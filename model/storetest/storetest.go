@@ -148,6 +148,11 @@ func testUsers(t *testing.T, s model.Store) {
 	mustUser(t, s, "Ünal")
 	_, err := s.CreateUser(ctx, "üNAL", []byte("x"))
 	wantErr(t, "CreateUser üNAL", err, model.ErrNameTaken)
+	for _, bad := range []string{"", "bad\xffname"} {
+		if _, err := s.CreateUser(ctx, bad, nil); err == nil || errors.Is(err, model.ErrNameTaken) {
+			t.Errorf("CreateUser(%q): %v, want a plain error", bad, err)
+		}
+	}
 	// Trailing spaces and other near-misses are other names.
 	mustUser(t, s, "Alice ")
 	mustUser(t, s, "Alic")
@@ -778,6 +783,9 @@ func testMessages(t *testing.T, s model.Store) {
 		{Conv: model.Conv{A: b.ID, B: a.ID}, From: a.ID, Body: "x", CID: "z"},
 		{Conv: conv, From: a.ID, Body: "x", CID: ""},
 		{Conv: conv, From: 0, Body: "x", CID: "z"},
+		{Conv: conv, From: a.ID, Body: "bad \xff utf-8", CID: "z"},
+		{Conv: conv, From: a.ID, FromName: "\xc3", Body: "x", CID: "z"},
+		{Conv: conv, From: a.ID, Body: "x", CID: strings.Repeat("c", 256)},
 	} {
 		if _, _, err := s.StoreMessage(ctx, nm); err == nil {
 			t.Errorf("StoreMessage(%+v) succeeded", nm)
@@ -1045,6 +1053,7 @@ func testBatchIsolation(t *testing.T, s model.Store) {
 			tc{model.NewMessage{Conv: model.GroupConv(g.ID + 1000), From: a.ID, FromName: "a", Body: "no", CID: fmt.Sprint("a", i)}, model.ErrNotFound},
 			tc{model.NewMessage{Conv: direct, From: a.ID, FromName: "a", Body: "other", CID: "taken"}, model.ErrCIDConflict},
 			tc{model.NewMessage{Conv: model.GroupConv(g.ID), From: a.ID, FromName: "a", Body: "ok", CID: fmt.Sprint("g", i)}, nil},
+			tc{model.NewMessage{Conv: model.Direct(a.ID, x.ID+1000), From: x.ID + 1000, FromName: "ghost", Body: "no", CID: fmt.Sprint("n", i)}, model.ErrNotFound},
 		)
 	}
 	errs := make([]error, len(cases))

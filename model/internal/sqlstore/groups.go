@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"clusterchat/model"
 )
@@ -100,8 +101,8 @@ func (s *Store) CreateGroup(ctx context.Context, ownerID int64, name, desc strin
 	if err := checkName(name); err != nil {
 		return model.Group{}, s.errorf("create group: %w", err)
 	}
-	if len(desc) > maxDescBytes {
-		return model.Group{}, s.errorf("create group: description longer than %d bytes", maxDescBytes)
+	if len(desc) > maxDescBytes || !utf8.ValidString(desc) {
+		return model.Group{}, s.errorf("create group: description is not valid UTF-8 of at most %d bytes", maxDescBytes)
 	}
 	g := model.Group{Name: name, Desc: desc, OwnerID: ownerID, Created: msTime(s.opts.Now().UnixMilli())}
 	err := s.writeTx(ctx, "create group", func(r runner) error {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"clusterchat/model"
 )
@@ -41,6 +42,8 @@ func checkName(name string) error {
 		return errors.New(errEmptyName)
 	case len(name) > maxNameBytes:
 		return errors.New(errLongName)
+	case !utf8.ValidString(name):
+		return errors.New("name is not valid UTF-8")
 	}
 	return nil
 }

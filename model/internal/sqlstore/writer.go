@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"time"
+	"unicode/utf8"
 
 	"clusterchat/model"
 )
@@ -72,6 +73,11 @@ func (s *Store) StoreMessage(ctx context.Context, m model.NewMessage) (model.Mes
 		return model.Message{}, false, s.errorf("store message: cid must be 1-%d bytes", maxCIDBytes)
 	case len(m.Body) > maxBodyBytes:
 		return model.Message{}, false, s.errorf("store message: body longer than %d bytes", maxBodyBytes)
+	case !utf8.ValidString(m.Body):
+		// Checked here, not by the database, so that it cannot fail a batch.
+		return model.Message{}, false, s.errorf("store message: body is not valid UTF-8")
+	case len(m.FromName) > maxNameBytes || !utf8.ValidString(m.FromName):
+		return model.Message{}, false, s.errorf("store message: sender name is not valid UTF-8 of at most %d bytes", maxNameBytes)
 	}
 	if m.Time == 0 {
 		m.Time = s.opts.Now().UnixMilli()

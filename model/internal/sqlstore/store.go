@@ -323,7 +323,7 @@ func (s *Store) queries() []string {
 		qDelGroupMsgs, qDelGroupCurs, qDelGroupConv, qDelGroupMems, qDelGroup,
 		qMembership, qGroupMembers, qUserGroups, qFindGroups,
 		qConvByKey, qConvByKey + s.d.ForUpdate, qMessagesRange, qMemberCursor, qDirectCursor, qMoveMemberCursor,
-		qMessageByCID, qInsertMessage, qSetLastSeq,
+		qMessageByCID, qInsertMessage, qInsertGroupMessage, qSetLastSeq,
 		s.d.InsertConvIgnore, s.d.UpsertCursor,
 	}
 }

@@ -26,10 +26,12 @@ const (
 	qMessageByCID = `SELECT c.group_id, c.a, c.b, m.seq, m.from_name, m.body, m.sent_at
 FROM messages m JOIN convs c ON c.id = m.conv_id
 WHERE m.sender = ? AND m.cid = ?`
-	qInsertMessage = "INSERT INTO messages (conv_id, seq, sender, from_name, body, cid, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
-	qSetLastSeq    = "UPDATE convs SET last_seq = ? WHERE id = ?"
-	maxCIDBytes    = 255
-	maxBodyBytes   = 1 << 20
+	qInsertMessage      = "INSERT INTO messages (conv_id, seq, sender, from_name, body, cid, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
+	qInsertGroupMessage = `INSERT INTO messages (conv_id, seq, sender, from_name, body, cid, sent_at)
+SELECT ?, ?, ?, ?, ?, ?, ? FROM group_members WHERE group_id = ? AND user_id = ?`
+	qSetLastSeq  = "UPDATE convs SET last_seq = ? WHERE id = ?"
+	maxCIDBytes  = 255
+	maxBodyBytes = 1 << 20
 )
 
 // msgReq is a StoreMessage call, or an AckMessages call when acks is set.
@@ -308,9 +310,11 @@ func (s *Store) byCID(ctx context.Context, r runner, q *msgReq) (msgRes, bool, e
 // storeOne stores one request. A result's err is the request's own
 // failure; the returned error fails the transaction.
 //
-// The common case costs a conversation lock (once per batch), a membership
-// check, the INSERT and the cursor move: a retried cid is found by the
-// INSERT's unique violation on (sender, cid), and only then looked up.
+// The common case costs a conversation lock (once per batch), the INSERT
+// (for a group an INSERT ... SELECT from the sender's membership row, so
+// that it is also the membership check) and the cursor move: a retried cid
+// is found by the INSERT's unique violation on (sender, cid), and only then
+// looked up.
 func (s *Store) storeOne(ctx context.Context, r runner, q *msgReq, convs map[key]*convState, order *[]*convState) (msgRes, error) {
 	c := convs[q.k]
 	if c == nil {
@@ -333,25 +337,19 @@ func (s *Store) storeOne(ctx context.Context, r runner, q *msgReq, convs map[key
 		convs[q.k] = c
 		*order = append(*order, c)
 	}
-	if q.k.g != 0 {
-		member, err := s.isMember(ctx, r, q.k.g, q.m.From)
-		if err != nil {
-			return msgRes{}, fmt.Errorf("membership: %w", err)
-		}
-		if !member {
-			// A retry of a message stored before the sender left still
-			// gets the original.
-			if res, found, err := s.byCID(ctx, r, q); err != nil || (found && res.dup) {
-				return res, err
-			}
-			return msgRes{err: fmt.Errorf("user %d in %v: %w", q.m.From, q.k, model.ErrForbidden)}, nil
-		}
-	} else if q.m.From != q.k.a && q.m.From != q.k.b {
+	if q.k.g == 0 && q.m.From != q.k.a && q.m.From != q.k.b {
 		return msgRes{err: fmt.Errorf("user %d in %v: %w", q.m.From, q.k, model.ErrForbidden)}, nil
 	}
 	m := model.Message{Conv: q.k.conv(), Seq: c.last + 1, From: q.m.From, FromName: q.m.FromName,
 		Body: q.m.Body, CID: q.m.CID, Time: q.m.Time}
-	if _, err := r.exec(ctx, qInsertMessage, c.id, m.Seq, m.From, m.FromName, m.Body, m.CID, m.Time); err != nil {
+	var res sql.Result
+	var err error
+	if q.k.g != 0 { // inserted only when the sender is a member
+		res, err = r.exec(ctx, qInsertGroupMessage, c.id, m.Seq, m.From, m.FromName, m.Body, m.CID, m.Time, q.k.g, m.From)
+	} else {
+		res, err = r.exec(ctx, qInsertMessage, c.id, m.Seq, m.From, m.FromName, m.Body, m.CID, m.Time)
+	}
+	if err != nil {
 		switch {
 		case s.d.IsUnique(err): // the cid is taken: a retry, or a conflict
 			res, found, err2 := s.byCID(ctx, r, q)
@@ -363,6 +361,16 @@ func (s *Store) storeOne(ctx context.Context, r runner, q *msgReq, convs map[key
 			return msgRes{err: fmt.Errorf("sender %d: %w", q.m.From, model.ErrNotFound)}, nil
 		}
 		return msgRes{}, fmt.Errorf("insert message: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return msgRes{}, fmt.Errorf("insert message: %w", err)
+	} else if n == 0 { // not a member
+		// A retry of a message stored before the sender left still gets
+		// the original.
+		if res, found, err := s.byCID(ctx, r, q); err != nil || (found && res.dup) {
+			return res, err
+		}
+		return msgRes{err: fmt.Errorf("user %d in %v: %w", q.m.From, q.k, model.ErrForbidden)}, nil
 	}
 	c.last, c.dirty = m.Seq, true
 	if err := s.moveCursor(ctx, r, m.From, q.k, c.id, m.Seq); err != nil {

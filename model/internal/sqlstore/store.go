@@ -159,24 +159,9 @@ func New(ctx context.Context, d *Dialect, w, r *sql.DB, opts Options) (*Store, e
 	return s, nil
 }
 
-// Stats are counters of the batching writer since Open.
-type Stats struct {
-	// Batches is the number of batch transactions run (committed or not).
-	Batches int64
-	// Messages is the number of messages stored (retries not counted).
-	Messages int64
-	// Dups is the number of retries answered with the original message.
-	Dups int64
-	// Acks is the number of AckMessages calls that the writers ran.
-	Acks int64
-	// Failed is the number of StoreMessage and AckMessages calls that failed with the
-	// transaction (the database unavailable), not with their own error.
-	Failed int64
-}
-
 // Stats returns the writer's counters. Safe for concurrent use.
-func (s *Store) Stats() Stats {
-	return Stats{
+func (s *Store) Stats() model.WriterStats {
+	return model.WriterStats{
 		Batches:  s.stats.batches.Load(),
 		Messages: s.stats.messages.Load(),
 		Dups:     s.stats.dups.Load(),

@@ -29,6 +29,7 @@ func Run(t *testing.T, open func(t *testing.T) model.Store) {
 		{"Tokens", testTokens},
 		{"FriendRequests", testFriendRequests},
 		{"DeleteFriend", testDeleteFriend},
+		{"CrossRequestsAtOnce", testCrossRequestsAtOnce},
 		{"DirectConversationOutlivesFriendship", testDirectPersists},
 		{"Groups", testGroups},
 		{"QuitGroup", testQuitGroup},
@@ -380,6 +381,44 @@ func testFriendRequests(t *testing.T, s model.Store) {
 	}
 	if fs, err := s.Friends(ctx, a.ID+1000); err != nil || fs == nil || len(fs) != 0 {
 		t.Fatalf("Friends(nobody) = %v, %v; want []", fs, err)
+	}
+}
+
+// testCrossRequestsAtOnce: two users asking each other at the same moment
+// end up friends; one was told "requested", the other "accepted".
+func testCrossRequestsAtOnce(t *testing.T, s model.Store) {
+	ctx := ctxT(t)
+	const pairs = 20
+	type outcome struct {
+		st  model.FriendStatus
+		err error
+	}
+	users := make([][2]model.User, pairs)
+	out := make([][2]outcome, pairs)
+	for i := range users {
+		users[i] = [2]model.User{mustUser(t, s, fmt.Sprint("x", i)), mustUser(t, s, fmt.Sprint("y", i))}
+	}
+	var wg sync.WaitGroup
+	for i := range users {
+		for d := 0; d < 2; d++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				st, err := s.RequestFriend(ctx, users[i][d].ID, users[i][1-d].ID)
+				out[i][d] = outcome{st, err}
+			}()
+		}
+	}
+	wg.Wait()
+	for i, o := range out {
+		noErr(t, "RequestFriend", o[0].err)
+		noErr(t, "RequestFriend", o[1].err)
+		if o[0].st+o[1].st != model.FriendRequested+model.FriendAccepted || o[0].st == o[1].st {
+			t.Errorf("pair %d: outcomes %v and %v, want one requested and one accepted", i, o[0].st, o[1].st)
+		}
+		if ok, err := s.AreFriends(ctx, users[i][0].ID, users[i][1].ID); err != nil || !ok {
+			t.Errorf("pair %d: not friends: %v", i, err)
+		}
 	}
 }
 

@@ -136,6 +136,29 @@ func TestReopen(t *testing.T) {
 	}
 }
 
+// TestConcurrentOpen: servers starting at once on a fresh database migrate
+// it once (under the migration lock) and all open.
+func TestConcurrentOpen(t *testing.T) {
+	dsn := newDB(t)
+	errs := make(chan error, 3)
+	for range 3 {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			s, err := mysql.Open(ctx, dsn, mysql.Options{})
+			if err == nil {
+				err = s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // TestTwoServersOneConversation: two stores (two servers) sending into one
 // conversation at once still give seq 1..N with no gap.
 func TestTwoServersOneConversation(t *testing.T) {

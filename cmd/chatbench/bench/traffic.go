@@ -47,7 +47,12 @@ func (r *run) traffic(ctx context.Context, rep *Report) error {
 			return fmt.Errorf("setup friends: %w", err)
 		}
 		for p := range cfg.Pairs {
+			// Odd pairs send the other way, so that with two servers each
+			// has half the senders (and every pair still crosses).
 			a, b := users[2*p], users[2*p+1]
+			if p%2 == 1 {
+				a, b = b, a
+			}
 			senders = append(senders, &sender{idx: p, u: a, target: b.id, recipients: []*receiver{b.rx}})
 		}
 	case ScenarioGroup:

@@ -162,6 +162,7 @@ type input struct {
 	acks        []AckItem
 	err         error
 	gen         int
+	done        chan struct{} // inOwn: closed once handled
 }
 
 // NewSession returns a Session; call Login, then Run.
@@ -490,6 +491,7 @@ func (s *Session) handle(ctx context.Context, in input) {
 		}
 	case inOwn:
 		s.arrive(in.msg)
+		close(in.done)
 	case inConnLost:
 		if in.gen != s.currentGen() {
 			return
@@ -800,7 +802,8 @@ func (s *Session) reconnect(ctx context.Context, gen int) {
 // SendChat sends a direct message to friend toid and waits for it to be
 // stored. Across lost connections and 503/429 answers it is retried with
 // the same cid until ctx ends, so it is stored exactly once. On success the
-// message is also reported as an EventMessage (Own) in its seq order.
+// message is also reported as an EventMessage (Own) in its seq order,
+// usually before SendChat returns. Do not call it from OnEvent.
 func (s *Session) SendChat(ctx context.Context, toid int64, msg string) (Message, error) {
 	return s.send(ctx, FriendConv(toid), msg)
 }
@@ -832,7 +835,18 @@ func (s *Session) send(ctx context.Context, cv Conv, msg string) (Message, error
 			} else {
 				m.ToID = cv.ID
 			}
-			s.post(input{kind: inOwn, msg: m})
+			// Let the dispatcher order (and usually show) it before returning,
+			// so that the caller's "sent" comes after the message itself.
+			shown := make(chan struct{})
+			s.post(input{kind: inOwn, msg: m, done: shown})
+			t := time.NewTimer(2 * time.Second) // Run may not be running
+			select {
+			case <-shown:
+			case <-ctx.Done():
+			case <-s.stop:
+			case <-t.C:
+			}
+			t.Stop()
 			return m, nil
 		}
 		if ctx.Err() != nil {

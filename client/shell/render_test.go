@@ -172,6 +172,8 @@ func TestErrWords(t *testing.T) {
 	}{
 		{&client.Error{Errno: 409, Msg: "already friends"}, "conflict: already friends"},
 		{&client.Error{Errno: 404}, "no such user or group"},
+		{&client.Error{Errno: 404, Msg: "no such group"}, "no such group"},
+		{&client.Error{Errno: 409, Msg: "conflict"}, "conflict"},
 		{&client.Error{Errno: 429, Msg: "slow", RetryAfter: 1500}, "too many requests, slow down: slow (try again in 1.5 s)"},
 		{fmt.Errorf("x: %w", client.ErrClosed), "connection lost (reconnecting)"},
 	}

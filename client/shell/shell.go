@@ -510,7 +510,12 @@ func errWords(err error) string {
 	var ce *client.Error
 	if errors.As(err, &ce) {
 		if ce.Msg != "" {
-			s := protocol.ErrnoText(ce.Errno) + ": " + Sanitize(ce.Msg)
+			// The server's reason is already in words; the errno's text is
+			// added only when it says something more.
+			s := Sanitize(ce.Msg)
+			if t := protocol.ErrnoText(ce.Errno); !strings.Contains(strings.ToLower(ce.Msg), t) && ce.Errno != protocol.ErrNotFound {
+				s = t + ": " + s
+			}
 			if ce.Errno == protocol.ErrRateLimited && ce.RetryAfter > 0 {
 				s += fmt.Sprintf(" (try again in %.1f s)", float64(ce.RetryAfter)/1000)
 			}

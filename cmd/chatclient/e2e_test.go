@@ -267,7 +267,7 @@ func TestE2ETwoClients(t *testing.T) {
 	a.send("chat:999999:nobody")
 	a.expect(`^ERR chat errno=40[34] text="`)
 	b.line("joingroup:424242")
-	b.waitScreen(`✗ joingroup: no such user or group`)
+	b.waitScreen(`✗ joingroup: no such (user or )?group`)
 
 	// Both quit cleanly.
 	b.line("quit")

@@ -52,8 +52,11 @@ func run() int {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 
 	inFd, outFd := int(os.Stdin.Fd()), int(os.Stdout.Fd())
 	interactive := !*plain && term.IsTerminal(inFd) && term.IsTerminal(outFd)
@@ -89,8 +92,10 @@ func run() int {
 		defer restore()
 	}
 	go func() {
-		// A signal cannot interrupt a blocked read of stdin: leave at once.
-		<-ctx.Done()
+		// A signal cannot interrupt a blocked read of stdin: leave at once
+		// (the token stays valid; nothing unsent is lost on the server).
+		<-sigs
+		cancel()
 		restore()
 		os.Exit(130)
 	}()

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sort"
 	"strings"
 	"sync"
@@ -522,6 +523,10 @@ func errWords(err error) string {
 			return s
 		}
 		return protocol.ErrnoText(ce.Errno)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return "cannot reach the server: " + Sanitize(op.Err.Error())
 	}
 	switch {
 	case errors.Is(err, client.ErrSessionClosed):

@@ -110,7 +110,7 @@ type tmuxClient struct {
 	socket string
 }
 
-func startTmux(t *testing.T, bin, addr string) *tmuxClient {
+func startTmux(t *testing.T, bin, addr string, env ...string) *tmuxClient {
 	t.Helper()
 	if _, err := exec.LookPath("tmux"); err != nil {
 		t.Fatalf("tmux is needed for this test (make deps installs it): %v", err)
@@ -120,7 +120,9 @@ func startTmux(t *testing.T, bin, addr string) *tmuxClient {
 	tc := &tmuxClient{t: t, socket: "chatclient-e2e-" + hex.EncodeToString(b[:])}
 	errLog := t.TempDir() + "/stderr.log"
 	shellCmd := fmt.Sprintf("%s --addr %s 2>>%s; echo EXITED $?; sleep 30", bin, addr, errLog)
-	tc.tmux("new-session", "-d", "-x", "120", "-y", "40", "-s", "main", "env", "TERM=xterm-256color", "sh", "-c", shellCmd)
+	args := []string{"new-session", "-d", "-x", "120", "-y", "40", "-s", "main", "env", "-u", "NO_COLOR", "TERM=xterm-256color"}
+	args = append(append(args, env...), "sh", "-c", shellCmd)
+	tc.tmux(args...)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("tmux screen:\n%s", tc.screen())
@@ -149,6 +151,11 @@ func (tc *tmuxClient) typeText(s string) { tc.tmux("send-keys", "-t", "main", "-
 func (tc *tmuxClient) line(s string) {
 	tc.typeText(s)
 	tc.tmux("send-keys", "-t", "main", "Enter")
+}
+
+// screenEscapes captures the screen with colour and attribute escapes.
+func (tc *tmuxClient) screenEscapes() string {
+	return tc.tmux("capture-pane", "-p", "-e", "-t", "main")
 }
 
 func (tc *tmuxClient) screen() string {
@@ -269,6 +276,53 @@ func TestE2ETwoClients(t *testing.T) {
 	b.line("joingroup:424242")
 	b.waitScreen(`✗ joingroup: no such (user or )?group`)
 
+	// Colours on the terminal; none at all in plain mode.
+	if !strings.Contains(b.screenEscapes(), "\x1b[") {
+		t.Error("no colours on the terminal")
+	}
+	a.mu.Lock()
+	for _, l := range a.lines {
+		if strings.ContainsAny(l, "\x1b\a\r") {
+			t.Errorf("plain output line with a control character: %q", l)
+		}
+	}
+	a.mu.Unlock()
+
+	// Tab completion of commands and of known ids.
+	b.typeText("groupc")
+	b.tmux("send-keys", "-t", "main", "Tab")
+	b.waitScreen(`bob> groupchat:\s*$`)
+	b.tmux("send-keys", "-t", "main", "C-u")
+	b.typeText("chat:")
+	b.tmux("send-keys", "-t", "main", "Tab")
+	b.waitScreen(`bob> chat:` + aliceID + `:\s*$`)
+	b.tmux("send-keys", "-t", "main", "C-u")
+
+	// Groups: bob creates, alice joins, both talk, history on both sides.
+	b.line("creategroup:gophers:all about Go")
+	gid := b.waitScreen(`✓ group gophers created with id (\d+)`)[1]
+	a.send("joingroup:" + gid)
+	a.expect(`^OK joingroup id=` + gid + ` name="gophers"$`)
+	b.waitScreen(`#gophers\(` + gid + `\): alice\(` + aliceID + `\) joined`)
+	a.send("groupchat:" + gid + ":hello gophers")
+	a.expect(`^OK groupchat seq=1$`)
+	b.waitScreen(`#gophers\(` + gid + `\) alice\(` + aliceID + `\): hello gophers`)
+	b.line("groupchat:" + gid + ":welcome")
+	a.expect(`^MSG conv=group:` + gid + ` seq=2 from=` + bobID + ` name="bob" own=false .* text="welcome"$`)
+	a.send("list:" + gid)
+	a.expect(`^MEMBER id=` + bobID + ` name="bob" role=owner online=true$`)
+	a.expect(`^OK list count=2$`)
+	a.send("ghistory:" + gid + ":5")
+	a.expect(`^HISTORY conv=group:` + gid + ` seq=1 from=` + aliceID + ` .*text="hello gophers"$`)
+	a.expect(`^OK ghistory count=2$`)
+	b.line("history:" + aliceID + ":2")
+	b.waitScreen(`history of alice\(` + aliceID + `\) \(2 messages\)`)
+	a.send("findusers:bo")
+	a.expect(`^USER id=` + bobID + ` name="bob" online=true$`)
+	a.send("help")
+	a.expect(`^HELP text="chat:friendid:message`)
+	a.expect(`^OK help$`)
+
 	// Both quit cleanly.
 	b.line("quit")
 	b.waitScreen(`EXITED 0`)
@@ -332,4 +386,18 @@ func TestE2EPlainReconnect(t *testing.T) {
 	if len(msgs) != 2 {
 		t.Fatalf("dave saw %d MSG lines, want 2 (each once):\n%s", len(msgs), strings.Join(msgs, "\n"))
 	}
+}
+
+// TestE2ENoColor: NO_COLOR turns colours off on a terminal.
+func TestE2ENoColor(t *testing.T) {
+	_, clientBin := buildBinaries(t)
+	b := startTmux(t, clientBin, "127.0.0.1:1", "NO_COLOR=1")
+	b.waitScreen(`1\) login\s+2\) register`)
+	if s := b.screenEscapes(); strings.Contains(s, "\x1b[1m") || strings.Contains(s, "\x1b[3") {
+		t.Fatalf("colours with NO_COLOR:\n%q", s)
+	}
+	b.line("login:nobody:password1")
+	b.waitScreen(`✗ login: cannot reach the server: .*connection refused`)
+	b.line("3")
+	b.waitScreen(`EXITED 0`)
 }

@@ -200,6 +200,16 @@ type Store interface {
 	// DeleteToken revokes a token. Deleting an absent token is not an error.
 	DeleteToken(ctx context.Context, tokenHash []byte) error
 
+	// RecordLoginFailure notes a failed password login of userID at t and
+	// forgets failures older than t-window. Times are kept to the
+	// millisecond; every store sharing the database sees the failure (the
+	// throttle of PROTOCOL.md §3 is cluster-wide). ErrNotFound when the
+	// user does not exist.
+	RecordLoginFailure(ctx context.Context, userID int64, at time.Time, window time.Duration) error
+	// LoginFailures returns the times of userID's failed password logins
+	// after since (strictly), ascending, to the millisecond.
+	LoginFailures(ctx context.Context, userID int64, since time.Time) ([]time.Time, error)
+
 	// RequestFriend records a request from -> to in one transaction: if to had
 	// already asked from, both become friends (FriendAccepted); otherwise a
 	// pending request is created (FriendRequested). ErrConflict when already

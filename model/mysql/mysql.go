@@ -323,4 +323,13 @@ var migrations = [][]string{
   CONSTRAINT cursors_conv_fk FOREIGN KEY (conv_id) REFERENCES convs (id)
 ) ` + tableOpts,
 	},
+	{ // 2: failed password logins, for the cluster-wide login throttle
+		`CREATE TABLE login_failures (
+  id BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  user_id BIGINT NOT NULL,
+  at_ms BIGINT NOT NULL,
+  KEY login_failures_user_at (user_id, at_ms),
+  CONSTRAINT login_failures_user_fk FOREIGN KEY (user_id) REFERENCES users (id)
+) ` + tableOpts,
+	},
 }

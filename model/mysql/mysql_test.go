@@ -342,3 +342,10 @@ func TestDatabaseDown(t *testing.T) {
 		t.Fatalf("UserByID after restart: %v", err)
 	}
 }
+
+// TestLoginFailuresShared: two stores on one database (two servers) count an
+// account's failed logins together, so the login throttle is cluster-wide.
+func TestLoginFailuresShared(t *testing.T) {
+	dsn := newDB(t)
+	storetest.LoginFailuresShared(t, open(t, dsn, mysql.Options{}), open(t, dsn, mysql.Options{}))
+}

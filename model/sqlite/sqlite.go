@@ -233,4 +233,11 @@ var migrations = [][]string{
   PRIMARY KEY (user_id, conv_id)
 ) WITHOUT ROWID`,
 	},
+	{ // 2: failed password logins, for the cluster-wide login throttle
+		`CREATE TABLE login_failures (
+  user_id INTEGER NOT NULL REFERENCES users (id),
+  at_ms INTEGER NOT NULL
+)`,
+		`CREATE INDEX login_failures_user_at ON login_failures (user_id, at_ms)`,
+	},
 }

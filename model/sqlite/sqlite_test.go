@@ -149,3 +149,41 @@ func mustSend(t *testing.T, s model.Store, conv model.Conv, u model.User, cid st
 	}
 	return m
 }
+
+// TestMigrateFromVersion1: a file of schema version 1 (before login_failures)
+// keeps its data and gets the new table when opened.
+func TestMigrateFromVersion1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "chat.db")
+	s := open(t, path)
+	a, err := s.CreateUser(ctx, "a", []byte("h"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"DROP TABLE login_failures", "DELETE FROM schema_version WHERE version > 1"} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s2 := open(t, path)
+	if u, err := s2.UserByID(ctx, a.ID); err != nil || u.Name != "a" {
+		t.Fatalf("UserByID after the upgrade: %+v, %v", u, err)
+	}
+	now := time.Now()
+	if err := s2.RecordLoginFailure(ctx, a.ID, now, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if fs, err := s2.LoginFailures(ctx, a.ID, now.Add(-time.Minute)); err != nil || len(fs) != 1 {
+		t.Fatalf("LoginFailures after the upgrade: %v, %v", fs, err)
+	}
+}

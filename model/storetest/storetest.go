@@ -27,6 +27,8 @@ func Run(t *testing.T, open func(t *testing.T) model.Store) {
 		{"Rename", testRename},
 		{"FindUsers", testFindUsers},
 		{"Tokens", testTokens},
+		{"LoginFailures", testLoginFailures},
+		{"ConcurrentLoginFailures", testConcurrentLoginFailures},
 		{"FriendRequests", testFriendRequests},
 		{"DeleteFriend", testDeleteFriend},
 		{"CrossRequestsAtOnce", testCrossRequestsAtOnce},
@@ -1262,4 +1264,128 @@ func testClosed(t *testing.T, s model.Store) {
 	wantErr(t, "UserByID after Close", err, model.ErrClosed)
 	_, err = s.CreateUser(ctx, "c", nil)
 	wantErr(t, "CreateUser after Close", err, model.ErrClosed)
+	err = s.RecordLoginFailure(ctx, a.ID, time.Now(), time.Minute)
+	wantErr(t, "RecordLoginFailure after Close", err, model.ErrClosed)
+	_, err = s.LoginFailures(ctx, a.ID, time.Time{})
+	wantErr(t, "LoginFailures after Close", err, model.ErrClosed)
+}
+
+// msTimes returns the times as Unix milliseconds, for comparison.
+func msTimes(ts []time.Time) []int64 {
+	out := make([]int64, len(ts))
+	for i, t := range ts {
+		out[i] = t.UnixMilli()
+	}
+	return out
+}
+
+func wantFailures(t *testing.T, s model.Store, userID int64, since time.Time, want ...int64) {
+	t.Helper()
+	got, err := s.LoginFailures(ctxT(t), userID, since)
+	noErr(t, "LoginFailures", err)
+	if want == nil {
+		want = []int64{}
+	}
+	if g := msTimes(got); !eqInts(g, want) {
+		t.Fatalf("LoginFailures(%d, since %d ms) = %v, want %v", userID, since.UnixMilli(), g, want)
+	}
+}
+
+func testLoginFailures(t *testing.T, s model.Store) {
+	ctx := ctxT(t)
+	a, b := mustUser(t, s, "a"), mustUser(t, s, "b")
+	const t0 = 1_700_000_000_000 // Unix ms
+	at := func(ms int64) time.Time { return time.UnixMilli(t0 + ms) }
+	epoch := time.UnixMilli(0)
+	wantFailures(t, s, a.ID, epoch)
+
+	record := func(u model.User, when time.Time) {
+		t.Helper()
+		noErr(t, "RecordLoginFailure", s.RecordLoginFailure(ctx, u.ID, when, time.Minute))
+	}
+	record(a, at(0))
+	record(a, at(1))
+	record(a, at(30_000).Add(999*time.Microsecond)) // kept to the millisecond
+	record(b, at(5))
+	wantFailures(t, s, a.ID, epoch, t0, t0+1, t0+30_000)
+	wantFailures(t, s, a.ID, at(0), t0+1, t0+30_000) // strictly after since
+	wantFailures(t, s, a.ID, at(0).Add(500*time.Microsecond), t0+1, t0+30_000)
+	wantFailures(t, s, a.ID, at(30_000))
+	wantFailures(t, s, b.ID, epoch, t0+5)
+	got, err := s.LoginFailures(ctx, a.ID, epoch)
+	noErr(t, "LoginFailures", err)
+	if !got[0].Equal(at(0)) {
+		t.Fatalf("LoginFailures[0] = %v, want %v", got[0], at(0))
+	}
+
+	// Recording at t0+60.001s forgets what is older than t0+0.001s.
+	record(a, at(60_001))
+	wantFailures(t, s, a.ID, epoch, t0+1, t0+30_000, t0+60_001)
+	// A failure recorded late (another server's clock) still comes in order.
+	record(a, at(45_000))
+	wantFailures(t, s, a.ID, epoch, t0+1, t0+30_000, t0+45_000, t0+60_001)
+	// A larger jump forgets all but the newest; b keeps its own.
+	noErr(t, "RecordLoginFailure", s.RecordLoginFailure(ctx, a.ID, at(200_000), 10*time.Second))
+	wantFailures(t, s, a.ID, epoch, t0+200_000)
+	wantFailures(t, s, b.ID, epoch, t0+5)
+	// Two failures in the same millisecond both count.
+	record(a, at(200_000))
+	wantFailures(t, s, a.ID, epoch, t0+200_000, t0+200_000)
+
+	err = s.RecordLoginFailure(ctx, a.ID+b.ID+100, at(0), time.Minute)
+	wantErr(t, "RecordLoginFailure of a missing user", err, model.ErrNotFound)
+	if err := s.RecordLoginFailure(ctx, 0, at(0), time.Minute); err == nil {
+		t.Fatal("RecordLoginFailure of user 0 succeeded")
+	}
+	if err := s.RecordLoginFailure(ctx, a.ID, at(0), -time.Second); err == nil {
+		t.Fatal("RecordLoginFailure with a negative window succeeded")
+	}
+	wantFailures(t, s, a.ID+b.ID+100, epoch)
+}
+
+// testConcurrentLoginFailures: failures recorded at once (connections of
+// one account on several servers) are all counted.
+func testConcurrentLoginFailures(t *testing.T, s model.Store) {
+	LoginFailuresShared(t, s, s)
+}
+
+// LoginFailuresShared checks that two stores on one database (two servers
+// of a cluster) count one account's failed logins together: concurrent
+// failures recorded through either are all seen through both, and a purge
+// through one forgets the other's old failures. Both stores must be empty.
+func LoginFailuresShared(t *testing.T, s1, s2 model.Store) {
+	ctx := ctxT(t)
+	u := mustUser(t, s1, "shared")
+	base := time.Now().Add(-time.Second).Truncate(time.Millisecond)
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := s1
+			if i%2 == 1 {
+				s = s2
+			}
+			errs <- s.RecordLoginFailure(ctx, u.ID, base.Add(time.Duration(i)*time.Millisecond), time.Minute)
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		noErr(t, "RecordLoginFailure", err)
+	}
+	want := span(base.UnixMilli(), base.UnixMilli()+19)
+	for i, s := range []model.Store{s1, s2} {
+		got, err := s.LoginFailures(ctx, u.ID, base.Add(-time.Minute))
+		noErr(t, "LoginFailures", err)
+		if g := msTimes(got); !eqInts(g, want) {
+			t.Fatalf("store %d: LoginFailures = %v, want %v", i+1, g, want)
+		}
+	}
+	// A failure a minute later through s2 forgets those older than the
+	// window, whichever store recorded them.
+	later := base.Add(time.Minute + 10*time.Millisecond)
+	noErr(t, "RecordLoginFailure", s2.RecordLoginFailure(ctx, u.ID, later, time.Minute))
+	wantFailures(t, s1, u.ID, time.UnixMilli(0), append(span(base.UnixMilli()+10, base.UnixMilli()+19), later.UnixMilli())...)
 }

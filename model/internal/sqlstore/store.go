@@ -301,6 +301,7 @@ func (s *Store) queries() []string {
 	return []string{
 		qInsertUser, qUserByID, qUserByName, qUserExists, qRenameUser, qFindUsers,
 		qInsertToken, qPurgeTokens, qTokenUser, qDeleteToken,
+		qPurgeLoginFailures, qInsertLoginFailure, qLoginFailuresSince,
 		qInsertFriend, qSetFriends, qDeleteFriend, qFriendState, qFriendState + s.d.ForUpdate,
 		qFriendsOfUser, qRequestsToUser,
 		qInsertGroup, qInsertGroupCnv, qInsertMember, qGroupByID, qGroupConv, qGroupConv + s.d.ForUpdate,

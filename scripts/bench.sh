@@ -83,7 +83,7 @@ bench() { # bench LABEL ARGS...: one chatbench run; its JSON line goes to $resul
 	local line rc=0
 	line=$(bin/chatbench --json --quiet "$@") || rc=$?
 	if [[ -n $line ]]; then
-		echo "$line" | jq -c --arg label "$label" '. + {label: $label}' >>"$results"
+		echo "$line" | jq -c --arg l "$label" '. + {"label": $l}' >>"$results"
 	fi
 	if [[ $rc != 0 ]]; then
 		echo "bench: $label: chatbench exited with status $rc" >&2

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func TestMain(m *testing.M) {
 }
 
 // realServer builds cmd/chatserver once and starts a fresh one.
-func realServer(t *testing.T) *servertest.Server {
+func realServer(t testing.TB, extra ...string) *servertest.Server {
 	t.Helper()
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "client-e2e-")
@@ -43,16 +44,16 @@ func realServer(t *testing.T) *servertest.Server {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	return servertest.Start(t, serverBin, t.TempDir())
+	return servertest.Start(t, serverBin, t.TempDir(), extra...)
 }
 
-func tctx(t *testing.T) context.Context {
+func tctx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func dialT(t *testing.T, addr string, opts ...client.Option) *client.Conn {
+func dialT(t testing.TB, addr string, opts ...client.Option) *client.Conn {
 	t.Helper()
 	c, err := client.Dial(tctx(t), addr, opts...)
 	if err != nil {
@@ -63,7 +64,7 @@ func dialT(t *testing.T, addr string, opts ...client.Option) *client.Conn {
 }
 
 // user registers a fresh user and returns a logged-in connection.
-func user(t *testing.T, addr, name string) (*client.Conn, client.LoginResult) {
+func user(t testing.TB, addr, name string) (*client.Conn, client.LoginResult) {
 	t.Helper()
 	c := dialT(t, addr)
 	if _, err := c.Register(tctx(t), name, "password1"); err != nil {
@@ -368,4 +369,42 @@ func TestE2ESession(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// BenchmarkE2ESendChat: pipelined ONE_CHAT round trips on one connection
+// to a real chatserver (rate limit off), with the recipient online
+// draining its pushes through a PushHandler.
+func BenchmarkE2ESendChat(b *testing.B) {
+	srv := realServer(b, "--msg-rate", "0")
+	ctx := context.Background()
+	a, la := user(b, srv.Addr, "bench_a")
+	var pushes atomic.Int64
+	r := dialT(b, srv.Addr, client.WithPushHandler(func(client.Push) { pushes.Add(1) }))
+	if _, err := r.Register(ctx, "bench_b", "password1"); err != nil {
+		b.Fatal(err)
+	}
+	lb, err := r.LoginPassword(ctx, "bench_b", "password1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := a.AddFriend(ctx, lb.User.ID); err != nil {
+		b.Fatal(err)
+	}
+	if err := r.AcceptFriend(ctx, la.User.ID); err != nil {
+		b.Fatal(err)
+	}
+	cids := client.NewCIDGen()
+	b.SetParallelism(32) // 64 requests in flight on 2 cores
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, _, err := a.SendChat(ctx, lb.User.ID, "benchmark message", cids.Next()); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }

@@ -1,6 +1,6 @@
 // Command chatclient is the interactive ClusterChat shell.
 //
-//	chatclient [--addr HOST:PORT] [--plain] [--log-level LEVEL]
+//	chatclient [--addr HOST:PORT] [--plain] [--log-level LEVEL] [--log-file PATH]
 //
 // On a terminal it is a line editor (history, tab completion, messages
 // printed above the prompt); with stdin not a terminal, or --plain, it reads
@@ -11,6 +11,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -29,9 +30,10 @@ func run() int {
 	fs := flag.NewFlagSet("chatclient", flag.ContinueOnError)
 	addr := fs.String("addr", "127.0.0.1:8000", "server or balancer address HOST:PORT")
 	plain := fs.Bool("plain", false, "plain line mode even on a terminal")
-	logLevel := fs.String("log-level", "error", "diagnostics on stderr: debug, info, warn, error")
+	logLevel := fs.String("log-level", "error", "diagnostics level: debug, info, warn, error")
+	logFile := fs.String("log-file", "", "write diagnostics to this file (default: stderr in plain mode, nowhere on a terminal)")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: chatclient [--addr HOST:PORT] [--plain] [--log-level LEVEL]\n\n")
+		fmt.Fprintf(fs.Output(), "Usage: chatclient [--addr HOST:PORT] [--plain] [--log-level LEVEL] [--log-file PATH]\n\n")
 		fs.PrintDefaults()
 		fmt.Fprintf(fs.Output(), "\nOn a terminal: an interactive shell; type help after login.\nColours are off when NO_COLOR is set or output is not a terminal.\n\n%s\n", shell.PlainFormat)
 	}
@@ -50,7 +52,6 @@ func run() int {
 		fmt.Fprintf(os.Stderr, "chatclient: --log-level: %v\n", err)
 		return 2
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -60,6 +61,22 @@ func run() int {
 
 	inFd, outFd := int(os.Stdin.Fd()), int(os.Stdout.Fd())
 	interactive := !*plain && term.IsTerminal(inFd) && term.IsTerminal(outFd)
+
+	// On a terminal, stderr would scribble over the line editor.
+	logOut := io.Writer(os.Stderr)
+	switch {
+	case *logFile != "":
+		f, err := os.OpenFile(*logFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "chatclient: --log-file: %v\n", err)
+			return 2
+		}
+		defer f.Close()
+		logOut = f
+	case interactive:
+		logOut = io.Discard
+	}
+	logger := slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: level}))
 	cfg := shell.Config{
 		Addr:     *addr,
 		In:       os.Stdin,

@@ -101,6 +101,16 @@ func (sh *shell) humanMessage(m client.Message, cv client.Conv, own bool) string
 
 func (sh *shell) showMessage(ev client.Event) {
 	m := ev.Msg
+	// Shown means read (the session ACKs it): nothing left unread up to here.
+	sh.mu.Lock()
+	if ev.Conv.Group {
+		if g := sh.groups[ev.Conv.ID]; g != nil {
+			g.LastSeq, g.Unread = max(g.LastSeq, m.Seq), max(g.LastSeq, m.Seq)-m.Seq
+		}
+	} else if f := sh.friends[ev.Conv.ID]; f != nil {
+		f.LastSeq, f.Unread = max(f.LastSeq, m.Seq), max(f.LastSeq, m.Seq)-m.Seq
+	}
+	sh.mu.Unlock()
 	if sh.plain {
 		sh.printf("MSG conv=%s seq=%d from=%d name=%s own=%t time=%s text=%s",
 			ev.Conv, m.Seq, m.From, quote(m.FromName), ev.Own, plainTime(m.Time), quote(m.Msg))

@@ -228,3 +228,18 @@ func TestHistoryDropsPasswords(t *testing.T) {
 		t.Fatalf("history %v", got)
 	}
 }
+
+func TestShownClearsUnread(t *testing.T) {
+	sh, _ := testShell(false, false)
+	sh.friends[2].LastSeq, sh.friends[2].Unread = 5, 3
+	sh.onEvent(client.Event{Kind: client.EventMessage, Conv: client.FriendConv(2),
+		Msg: client.Message{From: 2, FromName: "bob", ToID: 1, Msg: "x", Seq: 4, Time: 1}})
+	if f := sh.friends[2]; f.Unread != 1 || f.LastSeq != 5 {
+		t.Fatalf("after seq 4 of 5: %+v", f)
+	}
+	sh.onEvent(client.Event{Kind: client.EventMessage, Conv: client.FriendConv(2),
+		Msg: client.Message{From: 2, FromName: "bob", ToID: 1, Msg: "x", Seq: 6, Time: 1}})
+	if f := sh.friends[2]; f.Unread != 0 || f.LastSeq != 6 {
+		t.Fatalf("after seq 6: %+v", f)
+	}
+}

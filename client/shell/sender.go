@@ -46,6 +46,10 @@ func (s *sender) send(cmd Command) {
 	}
 	if s.sh.plain {
 		<-job.done
+		return
+	}
+	if s.sess.Conn() == nil {
+		s.sh.info("%s(not connected: it will be sent when the connection is back)%s", s.sh.pal.dim, s.sh.pal.reset)
 	}
 }
 

@@ -2,6 +2,7 @@ package client
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -402,4 +403,47 @@ func BenchmarkSendChat(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkReadPushes: frames from the server through the reader to a
+// PushHandler (the chatbench receive path).
+func BenchmarkReadPushes(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	one := frame(`{"msgid":201,"from":12345,"fromname":"sender_0001","toid":67890,"msg":"benchmark message payload","seq":123456,"time":1764547200000,"cid":"9f2c0a7e5b1d4e33-42"}`)
+	batch := bytes.Repeat(one, 256)
+	go func() {
+		nc, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		for sent := 0; sent < b.N; sent += 256 {
+			if _, err := nc.Write(batch); err != nil {
+				return
+			}
+		}
+	}()
+	got := make(chan struct{})
+	var n int
+	c, err := Dial(context.Background(), ln.Addr().String(), WithPushHandler(func(p Push) {
+		if m, err := p.Message(); err != nil || m.Seq != 123456 {
+			b.Error("bad push")
+		}
+		n++
+		if n == b.N {
+			close(got)
+		}
+	}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	b.ReportAllocs()
+	b.SetBytes(int64(len(one)))
+	<-got
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "pushes/s")
 }

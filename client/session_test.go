@@ -275,3 +275,36 @@ func TestSessionGoAwayReconnects(t *testing.T) {
 		t.Fatal("no connection after reconnect")
 	}
 }
+
+// TestSessionLargeGap: a gap wider than one HISTORY page is filled page by
+// page, and everything is shown once in order.
+func TestSessionLargeGap(t *testing.T) {
+	f := newChatFake(t)
+	f.lastSeq = 251 // LOGIN: lastseq 251, unread 250: the cursor is 1
+	f.onLogin = func(w func(string)) { w(`{"msgid":201,` + chatMsg(251) + `}`) }
+	var log eventLog
+	s := NewSession(SessionOptions{Addr: f.ln.Addr().String(), Name: "me", Password: "password1",
+		OnEvent: log.add, GapWait: 20 * time.Millisecond, AckDelay: 10 * time.Millisecond})
+	if _, err := s.Login(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); s.Run(runCtx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "250 messages", func() bool { return len(log.messages()) >= 250 })
+	got := log.messages()
+	for i, seq := range got {
+		if seq != int64(i+2) {
+			t.Fatalf("message %d has seq %d (want %d): %v", i, seq, i+2, got)
+		}
+	}
+	if len(got) != 250 {
+		t.Fatalf("%d messages", len(got))
+	}
+	waitFor(t, "ACK of 251", func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return len(f.acks) > 0 && f.acks[len(f.acks)-1] == 251
+	})
+}

@@ -3,8 +3,21 @@
 //	chatclient [--addr HOST:PORT] [--plain] [--log-level LEVEL] [--log-file PATH]
 //
 // On a terminal it is a line editor (history, tab completion, messages
-// printed above the prompt); with stdin not a terminal, or --plain, it reads
-// one command per line and prints events as lines (see --help).
+// printed above the prompt without disturbing the line being typed); with
+// stdin not a terminal, or --plain, it reads one command per line and prints
+// events as lines in a stable format (see --help).
+//
+// Quick start, with a server on 127.0.0.1:8000 (make run), in two terminals:
+//
+//	$ chatclient                       $ chatclient
+//	> register:alice:password1         > register:bob:password1
+//	alice> addfriend:2                 -- alice(1) wants to be your friend ...
+//	                                   bob> accept:1
+//	alice> chat:2:hello                [12:00:01] alice(1): hello
+//
+// Type help after login for every command. The shell reconnects by itself
+// (with the token), shows every message once and in order, and retries a
+// message that was not yet acknowledged without ever storing it twice.
 package main
 
 import (

@@ -161,7 +161,9 @@ func (s *Service) handleLogin(c *call) *apiError {
 			return s.storeErr(err, "user")
 		}
 		now := time.Now()
-		if ok, retry := s.throttle.check(user.ID, now); !ok {
+		if ok, retry, err := s.throttle.check(ctx, user.ID, now); err != nil {
+			return s.storeErr(err, "login throttle") // fail closed
+		} else if !ok {
 			return &apiError{errno: protocol.ErrRateLimited, msg: "too many failed logins, wait", retryAfter: retry}
 		}
 		good := false
@@ -171,7 +173,9 @@ func (s *Service) handleLogin(c *call) *apiError {
 			}
 		}
 		if !good {
-			s.throttle.fail(user.ID, now)
+			if err := s.throttle.fail(ctx, user.ID, now); err != nil {
+				return s.storeErr(err, "login throttle") // an uncounted failure is not answered as one
+			}
 			s.log.Info("failed login", "user", user.ID, "remote", c.sess.conn.RemoteAddr().String())
 			return errBadCreds
 		}

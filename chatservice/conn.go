@@ -181,13 +181,19 @@ func (s *Service) onBusMessage(userID int64, payload []byte) {
 			s.reg.setName(userID, u.Get("name").String())
 		}
 	}
+	if bytes.HasPrefix(payload, groupEventPrefix) {
+		s.members.drop(gjson.GetBytes(payload, "groupid").Int())
+	}
 	frame := append([]byte(nil), payload...)
 	if n := s.reg.send(userID, frame, nil); n > 0 {
 		s.metrics.pushes.Add(float64(n))
 	}
 }
 
-var profilePrefix = []byte(`{"msgid":207,`)
+var (
+	profilePrefix    = []byte(`{"msgid":207,`)
+	groupEventPrefix = []byte(`{"msgid":206,`)
+)
 
 // onBusResync re-runs the offline push for every local session after the
 // bus came back, so that nothing published during the outage stays missing.

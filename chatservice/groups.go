@@ -81,17 +81,24 @@ func (s *Service) handleJoinGroup(c *call) *apiError {
 	if aerr != nil {
 		return aerr
 	}
+	// Group events leave in the order of the changes (and "owner" right
+	// after its "quit"): one group's changes and messages share a lock.
+	// Events go out before the response, so that a requester who has its
+	// answer knows the others have been told.
+	mu := s.convLocks.of(model.GroupConv(gid))
+	mu.Lock()
+	defer mu.Unlock()
 	m, err := s.store.JoinGroup(ctx, gid, me)
 	if err != nil {
 		return s.groupErr(err)
 	}
+	s.members.drop(gid)
 	members, err := s.store.GroupMembers(ctx, gid)
 	if err != nil {
 		return s.groupErr(err)
 	}
 	c.resp.Raw("group", groupJSON(m.Group, m.Role))
-	frame := groupEvent(gid, protocol.EventJoin, me, myName)
-	c.after = func() { s.push(memberIDs(members), frame, c.sess) }
+	s.push(memberIDs(members), groupEvent(gid, protocol.EventJoin, me, myName), c.sess)
 	return nil
 }
 
@@ -114,10 +121,14 @@ func (s *Service) handleQuitGroup(c *call) *apiError {
 	if aerr != nil {
 		return aerr
 	}
+	mu := s.convLocks.of(model.GroupConv(gid))
+	mu.Lock()
+	defer mu.Unlock()
 	res, err := s.store.QuitGroup(ctx, gid, me)
 	if err != nil {
 		return s.groupErr(err)
 	}
+	s.members.drop(gid)
 	targets := append([]int64{me}, res.Remaining...)
 	quit := groupEvent(gid, protocol.EventQuit, me, myName)
 	var owner []byte
@@ -129,11 +140,9 @@ func (s *Service) handleQuitGroup(c *call) *apiError {
 			s.log.Warn("group owner event: cannot read new owner", "group", gid, "err", err)
 		}
 	}
-	c.after = func() {
-		s.push(targets, quit, c.sess)
-		if owner != nil {
-			s.push(targets, owner, c.sess)
-		}
+	s.push(targets, quit, c.sess)
+	if owner != nil {
+		s.push(targets, owner, c.sess)
 	}
 	return nil
 }
@@ -149,14 +158,17 @@ func (s *Service) handleDeleteGroup(c *call) *apiError {
 	if aerr != nil {
 		return aerr
 	}
+	mu := s.convLocks.of(model.GroupConv(gid))
+	mu.Lock()
+	defer mu.Unlock()
 	members, err := s.store.DeleteGroup(ctx, gid, me)
 	if errors.Is(err, model.ErrForbidden) {
 		return errf(protocol.ErrForbidden, "only the owner may delete the group")
 	} else if err != nil {
 		return s.groupErr(err)
 	}
-	frame := groupEvent(gid, protocol.EventDeleted, me, myName)
-	c.after = func() { s.push(members, frame, c.sess) }
+	s.members.drop(gid)
+	s.push(members, groupEvent(gid, protocol.EventDeleted, me, myName), c.sess)
 	return nil
 }
 

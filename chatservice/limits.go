@@ -1,8 +1,11 @@
 package chatservice
 
 import (
-	"sync"
+	"context"
+	"fmt"
 	"time"
+
+	"clusterchat/model"
 )
 
 // tokenBucket limits the request rate of one connection: rate tokens per
@@ -62,54 +65,45 @@ func (w *badFrameWindow) add(now time.Time, max int, window time.Duration) (exce
 }
 
 // loginThrottle counts failed password logins per account over a sliding
-// window. Safe for concurrent use.
+// window, in the store, so that every server of a cluster counts the same
+// failures (PROTOCOL.md §3). Safe for concurrent use. A check and the
+// failure it precedes are not atomic: attempts racing on several
+// connections at once may each pass the check, so a burst can exceed max by
+// the number of attempts in flight.
 type loginThrottle struct {
-	mu       sync.Mutex
-	max      int
-	window   time.Duration
-	failures map[int64][]time.Time
+	store  model.Store
+	max    int
+	window time.Duration
 }
 
-func newLoginThrottle(max int, window time.Duration) *loginThrottle {
-	return &loginThrottle{max: max, window: window, failures: make(map[int64][]time.Time)}
+func newLoginThrottle(store model.Store, max int, window time.Duration) *loginThrottle {
+	return &loginThrottle{store: store, max: max, window: window}
 }
 
 // check reports whether a password login of userID may be tried now; when
-// not, the milliseconds until the oldest failure in the window expires.
-func (t *loginThrottle) check(userID int64, now time.Time) (ok bool, retryAfterMs int64) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	f := t.prune(userID, now)
-	if len(f) < t.max {
-		return true, 0
+// not, the milliseconds until the oldest failure in the window is window
+// old. An error means the store could not tell (the caller answers 503).
+func (t *loginThrottle) check(ctx context.Context, userID int64, now time.Time) (ok bool, retryAfterMs int64, err error) {
+	f, err := t.store.LoginFailures(ctx, userID, now.Add(-t.window))
+	if err != nil {
+		return false, 0, fmt.Errorf("login throttle: %w", err)
 	}
-	wait := f[0].Add(t.window).Sub(now)
+	if len(f) < t.max {
+		return true, 0, nil
+	}
+	wait := f[0].Add(t.window).Sub(now) // the oldest failure in the window
+
 	ms := wait.Milliseconds()
 	if time.Duration(ms)*time.Millisecond < wait {
 		ms++
 	}
-	return false, ms
+	return false, max(ms, 1), nil
 }
 
-// fail records a failed password login.
-func (t *loginThrottle) fail(userID int64, now time.Time) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.failures[userID] = append(t.prune(userID, now), now)
-}
-
-func (t *loginThrottle) prune(userID int64, now time.Time) []time.Time {
-	f := t.failures[userID]
-	cut := now.Add(-t.window)
-	i := 0
-	for i < len(f) && !f[i].After(cut) {
-		i++
+// fail records a failed password login of userID at now.
+func (t *loginThrottle) fail(ctx context.Context, userID int64, now time.Time) error {
+	if err := t.store.RecordLoginFailure(ctx, userID, now, t.window); err != nil {
+		return fmt.Errorf("login throttle: %w", err)
 	}
-	f = f[i:]
-	if len(f) == 0 {
-		delete(t.failures, userID)
-		return nil
-	}
-	t.failures[userID] = f
-	return f
+	return nil
 }

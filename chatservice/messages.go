@@ -71,14 +71,13 @@ func (s *Service) handleGroupChat(c *call) *apiError {
 	}
 	ctx, cancel := s.storeCtx()
 	defer cancel()
-	if _, aerr := s.membership(ctx, gid, me); aerr != nil {
-		return aerr
-	}
-	members, err := s.store.GroupMembers(ctx, gid)
+	// Membership (403) and existence (404) are checked by the store inside
+	// the storing transaction; the member list only says whom to push to.
+	members, err := s.members.members(ctx, s.store, gid)
 	if err != nil {
 		return s.groupErr(err)
 	}
-	return s.sendMessage(c, model.GroupConv(gid), me, msg, cid, memberIDs(members))
+	return s.sendMessage(c, model.GroupConv(gid), me, msg, cid, members)
 }
 
 // requireFriend answers 404 when other does not exist and 403 when it is

@@ -1,10 +1,15 @@
 package chatservice
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"clusterchat/model/sqlite"
 )
 
 func TestParseFrame(t *testing.T) {
@@ -201,23 +206,69 @@ func TestBadFrameWindow(t *testing.T) {
 	}
 }
 
+// TestLoginThrottle runs the throttle on a real store, and two throttles on
+// one store stand for two servers of a cluster sharing their failures.
 func TestLoginThrottle(t *testing.T) {
-	th := newLoginThrottle(10, time.Minute)
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "chat.db"), sqlite.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	var users [2]int64
+	for i := range users {
+		u, err := st.CreateUser(ctx, fmt.Sprint("u", i), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		users[i] = u.ID
+	}
+	seven, eight := users[0], users[1]
+	th1 := newLoginThrottle(st, 10, time.Minute)
+	th2 := newLoginThrottle(st, 10, time.Minute) // another server
+	check := func(th *loginThrottle, user int64, at time.Time) (bool, int64) {
+		t.Helper()
+		ok, retry, err := th.check(ctx, user, at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok, retry
+	}
 	now := time.Unix(1000, 0)
 	for i := 0; i < 10; i++ {
-		if ok, _ := th.check(7, now.Add(time.Duration(i)*time.Second)); !ok {
+		th := []*loginThrottle{th1, th2}[i%2]
+		at := now.Add(time.Duration(i) * time.Second)
+		if ok, _ := check(th, seven, at); !ok {
 			t.Fatalf("attempt %d refused", i+1)
 		}
-		th.fail(7, now.Add(time.Duration(i)*time.Second))
+		if err := th.fail(ctx, seven, at); err != nil {
+			t.Fatal(err)
+		}
 	}
-	ok, retry := th.check(7, now.Add(10*time.Second))
-	if ok || retry != 50_000 {
-		t.Fatalf("11th attempt: ok=%v retry=%d, want refused with 50000 ms", ok, retry)
+	for _, th := range []*loginThrottle{th1, th2} {
+		ok, retry := check(th, seven, now.Add(10*time.Second+250*time.Millisecond))
+		if ok || retry != 49_750 {
+			t.Fatalf("11th attempt: ok=%v retry=%d, want refused with 49750 ms", ok, retry)
+		}
 	}
-	if ok, _ := th.check(8, now); !ok {
+	if ok, retry := check(th1, seven, now.Add(60*time.Second-500*time.Microsecond)); ok || retry != 1 {
+		t.Fatalf("half a millisecond before the window passes: ok=%v retry=%d, want refused with 1 ms", ok, retry)
+	}
+	if ok, _ := check(th1, eight, now); !ok {
 		t.Fatal("another account was throttled")
 	}
-	if ok, _ := th.check(7, now.Add(60*time.Second)); !ok {
+	if ok, _ := check(th2, seven, now.Add(60*time.Second)); !ok {
 		t.Fatal("the oldest failure left the window but the account is still throttled")
+	}
+
+	// A store error fails closed.
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := th1.check(ctx, seven, now); err == nil || ok {
+		t.Fatalf("check on a closed store: ok=%v err=%v, want an error", ok, err)
+	}
+	if err := th1.fail(ctx, seven, now); err == nil {
+		t.Fatal("fail on a closed store: no error")
 	}
 }

@@ -108,6 +108,7 @@ type Service struct {
 	metrics   *Metrics
 	handlers  map[int]handler
 	convLocks stripedLocks
+	members   *memberCache
 	ctx       context.Context // cancelled by Shutdown
 	cancel    context.CancelFunc
 }
@@ -126,8 +127,9 @@ func New(cfg Config, store model.Store, newBus BusFactory) (*Service, error) {
 		store:    store,
 		reg:      newRegistry(),
 		hasher:   newHasher(cfg.BcryptCost, cfg.HashWorkers, cfg.HashQueue),
-		throttle: newLoginThrottle(10, time.Minute),
+		throttle: newLoginThrottle(store, 10, time.Minute),
 		metrics:  newMetrics(),
+		members:  newMemberCache(2*time.Second, 100_000),
 		ctx:      ctx,
 		cancel:   cancel,
 	}

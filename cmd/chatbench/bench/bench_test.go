@@ -157,6 +157,9 @@ func TestPairsFaults(t *testing.T) {
 			if r.Lost < lo || r.Lost > hi || r.Lost != r.Expected-r.DeliveredUnique {
 				t.Errorf("lost %d, want %d..%d and owed−unique %d", r.Lost, lo, hi, r.Expected-r.DeliveredUnique)
 			}
+			if r.LostInHistory != r.Lost { // the fake stores every message
+				t.Errorf("lost in history %d, want all %d", r.LostInHistory, r.Lost)
+			}
 			if r.Duplicated != 0 || r.OutOfOrder != 0 {
 				t.Errorf("dup %d ooo %d", r.Duplicated, r.OutOfOrder)
 			}
@@ -201,6 +204,38 @@ func TestPairsFaults(t *testing.T) {
 			}
 			tc.check(t, rep)
 		})
+	}
+}
+
+// TestHistoryCheck: lost pushes are looked up with HISTORY over several
+// pages; messages the server acknowledged but does not have stay lost.
+func TestHistoryCheck(t *testing.T) {
+	s := startFake(t, func(seq int64) faultKind {
+		switch {
+		case seq%10 == 0:
+			return drop
+		case seq%97 == 0:
+			return vanish
+		}
+		return deliver
+	}, false)
+	cfg := fakeConfig(s.addr(), ScenarioPairs)
+	cfg.Pairs, cfg.Rate, cfg.Duration, cfg.Grace = 2, 1500, 500*time.Millisecond, 200*time.Millisecond
+	rep, err := runBench(t, cfg)
+	if !errors.Is(err, ErrCheckFailed) {
+		t.Fatalf("err = %v, want ErrCheckFailed", err)
+	}
+	if rep.Acked < 1400 {
+		t.Fatalf("acked %d, want ~1500 (several HISTORY pages per pair)", rep.Acked)
+	}
+	perPair := rep.Acked / 2
+	wantLost := 2 * (perPair/10 + perPair/97 - perPair/970) // ±2 per pair for the uneven split
+	wantVanished := 2 * (perPair / 97)
+	if d := rep.Lost - wantLost; d < -6 || d > 6 {
+		t.Errorf("lost %d, want about %d", rep.Lost, wantLost)
+	}
+	if d := rep.Lost - rep.LostInHistory - wantVanished; d < -4 || d > 4 {
+		t.Errorf("lost %d, in history %d: %d missing from HISTORY, want about %d", rep.Lost, rep.LostInHistory, rep.Lost-rep.LostInHistory, wantVanished)
 	}
 }
 

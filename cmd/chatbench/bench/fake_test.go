@@ -30,6 +30,7 @@ type fakeServer struct {
 	byID    map[int64]*fakeUser
 	tokens  map[string]*fakeUser
 	convSeq map[string]int64
+	hist    map[string][]map[string]any // conversation → messages, ascending
 	groups  map[int64][]int64
 	wg      sync.WaitGroup
 	conns   map[*fakeConn]struct{}
@@ -42,6 +43,7 @@ const (
 	drop
 	duplicate
 	swapNext // hold this push and send it after the next one
+	vanish   // acknowledge, but neither push nor keep for HISTORY
 )
 
 type fakeUser struct {
@@ -69,7 +71,7 @@ func startFake(t *testing.T, fault func(int64) faultKind, proxy bool) *fakeServe
 	s := &fakeServer{
 		ln: ln, fault: fault, proxy: proxy,
 		byName: map[string]*fakeUser{}, byID: map[int64]*fakeUser{}, tokens: map[string]*fakeUser{},
-		convSeq: map[string]int64{}, groups: map[int64][]int64{}, conns: map[*fakeConn]struct{}{},
+		convSeq: map[string]int64{}, hist: map[string][]map[string]any{}, groups: map[int64][]int64{}, conns: map[*fakeConn]struct{}{},
 	}
 	s.wg.Add(1)
 	go func() {
@@ -209,6 +211,9 @@ func (s *fakeServer) handle(c *fakeConn, req map[string]any) map[string]any {
 		seq := s.convSeq[key]
 		p := fmt.Sprintf(`{"msgid":201,"from":%d,"fromname":"x","toid":%d,"msg":%q,"seq":%d,"time":1,"cid":%q}`,
 			c.user.id, to, str(req, "msg"), seq, str(req, "cid"))
+		if s.fault(seq) != vanish {
+			s.hist[key] = append(s.hist[key], map[string]any{"from": c.user.id, "toid": to, "msg": str(req, "msg"), "seq": seq, "time": 1, "cid": str(req, "cid")})
+		}
 		s.pushChat(to, seq, []byte(p))
 		return map[string]any{"seq": seq, "time": 1}
 	case 9: // CREATE_GROUP
@@ -229,12 +234,36 @@ func (s *fakeServer) handle(c *fakeConn, req map[string]any) map[string]any {
 		seq := s.convSeq[key]
 		p := fmt.Sprintf(`{"msgid":202,"groupid":%d,"from":%d,"fromname":"x","msg":%q,"seq":%d,"time":1,"cid":%q}`,
 			g, c.user.id, str(req, "msg"), seq, str(req, "cid"))
+		s.hist[key] = append(s.hist[key], map[string]any{"groupid": g, "from": c.user.id, "msg": str(req, "msg"), "seq": seq, "time": 1, "cid": str(req, "cid")})
 		for _, m := range s.groups[g] {
 			if m != c.user.id {
 				s.pushChat(m, seq, []byte(p))
 			}
 		}
 		return map[string]any{"seq": seq, "time": 1}
+	case 18: // HISTORY
+		key := fmt.Sprintf("g%d", num(req, "groupid"))
+		if f := num(req, "friendid"); f != 0 {
+			a, b := c.user.id, f
+			if a > b {
+				a, b = b, a
+			}
+			key = fmt.Sprintf("f%d-%d", a, b)
+		}
+		before, limit := num(req, "before"), int(num(req, "limit"))
+		var page []map[string]any
+		for _, m := range s.hist[key] {
+			if before == 0 || m["seq"].(int64) < before {
+				page = append(page, m)
+			}
+		}
+		if len(page) > limit {
+			page = page[len(page)-limit:]
+		}
+		if page == nil {
+			page = []map[string]any{}
+		}
+		return map[string]any{"messages": page}
 	}
 	return fail(400)
 }
@@ -255,7 +284,7 @@ func (s *fakeServer) pushChat(id, seq int64, body []byte) {
 	}
 	for c := range u.sessions {
 		switch s.fault(seq) {
-		case drop:
+		case drop, vanish:
 			continue
 		case duplicate:
 			c.write(body)

@@ -38,7 +38,8 @@ type Report struct {
 	Expected         int64            `json:"expected"`  // deliveries owed: acked × recipients
 	Delivered        int64            `json:"delivered"` // chat pushes received, duplicates included
 	DeliveredUnique  int64            `json:"delivered_unique"`
-	Lost             int64            `json:"lost"` // acked, never delivered (per recipient)
+	Lost             int64            `json:"lost"`            // acked, never pushed to a recipient (per recipient)
+	LostInHistory    int64            `json:"lost_in_history"` // of those, found by the recipient with HISTORY (push lost, message stored)
 	Duplicated       int64            `json:"duplicated"`
 	OutOfOrder       int64            `json:"out_of_order"`
 	DeliveredUnacked int64            `json:"delivered_unacked"` // delivered, but the send failed or timed out
@@ -158,8 +159,8 @@ func (r *Report) writeHuman(w io.Writer) {
 		fmt.Fprintf(&b, "messages  sent %d  acked %d  errors %d  → %.0f acks/s\n", r.Sent, r.Acked, r.Sent-r.Acked, r.AcksPerS)
 		fmt.Fprintf(&b, "delivery  owed %d  delivered %d (unique %d)  → %.0f deliveries/s\n",
 			r.Expected, r.Delivered, r.DeliveredUnique, r.DeliveriesPerS)
-		fmt.Fprintf(&b, "checks    lost %d  duplicated %d  out-of-order %d  delivered-unacked %d  duplicate-acks %d\n",
-			r.Lost, r.Duplicated, r.OutOfOrder, r.DeliveredUnacked, r.DuplicateAcks)
+		fmt.Fprintf(&b, "checks    lost %d (%d of them found with HISTORY)  duplicated %d  out-of-order %d  delivered-unacked %d  duplicate-acks %d\n",
+			r.Lost, r.LostInHistory, r.Duplicated, r.OutOfOrder, r.DeliveredUnacked, r.DuplicateAcks)
 		fmt.Fprintf(&b, "send→ack  %s\n", latText(r.AckLatency))
 		fmt.Fprintf(&b, "send→dlv  %s\n", latText(r.DeliveryLatency))
 		fmt.Fprintf(&b, "pacer lag %s\n", latText(r.PacerLag))

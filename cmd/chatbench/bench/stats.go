@@ -138,3 +138,19 @@ func (b bitset) andNotCount(o bitset) int64 {
 	}
 	return int64(n)
 }
+
+// andNot returns the members of b not in o, ascending.
+func (b bitset) andNot(o bitset) []int64 {
+	var out []int64
+	for i, w := range b {
+		if i < len(o) {
+			w &^= o[i]
+		}
+		for w != 0 {
+			t := bits.TrailingZeros64(w)
+			out = append(out, int64(i*64+t))
+			w &= w - 1
+		}
+	}
+	return out
+}

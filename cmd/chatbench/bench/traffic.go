@@ -8,6 +8,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"clusterchat/chatservice/protocol"
+	"clusterchat/client"
 )
 
 // sender is one sending connection and its conversation: a friend (pairs)
@@ -111,16 +114,26 @@ func (r *run) traffic(ctx context.Context, rep *Report) error {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	var lost, unacked int64
+	var (
+		lost, unacked int64
+		gaps          []gap
+	)
 	for _, s := range senders {
 		s.mu.Lock()
 		for _, rx := range s.recipients {
 			rx.mu.Lock()
-			lost += s.acked.andNotCount(rx.got)
+			if n := s.acked.andNotCount(rx.got); n > 0 {
+				lost += n
+				gaps = append(gaps, gap{s: s, u: users[rx.idx], missing: s.acked.andNot(rx.got)})
+			}
 			unacked += rx.got.andNotCount(s.acked)
 			rx.mu.Unlock()
 		}
 		s.mu.Unlock()
+	}
+	if len(gaps) > 0 {
+		r.setPhase("history", nil)
+		rep.LostInHistory = r.checkHistory(ctx, gaps)
 	}
 	st := &r.st
 	rep.Sent, rep.Acked = st.sent.Load(), st.acked.Load()
@@ -314,4 +327,58 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// gap is what one recipient (u) is missing of one sender's acknowledged
+// messages.
+type gap struct {
+	s       *sender
+	u       *user
+	missing []int64 // ascending
+}
+
+// checkHistory looks the missing messages up with HISTORY on each
+// recipient's own connection, as a client filling a gap would, and returns
+// how many were found: a lost push of a stored message is recoverable, a
+// message missing from HISTORY too is a lost message.
+func (r *run) checkHistory(ctx context.Context, gaps []gap) int64 {
+	var found atomic.Int64
+	_ = parallel(ctx, len(gaps), r.cfg.SetupConc, func(ctx context.Context, i int) error {
+		g := gaps[i]
+		q := client.HistoryQuery{FriendID: g.s.u.id, Limit: protocol.MaxHistoryLimit}
+		if g.s.group {
+			q = client.HistoryQuery{GroupID: g.s.target, Limit: protocol.MaxHistoryLimit}
+		}
+		// Page down from the highest missing seq; each page covers
+		// [lowest returned seq, before).
+		j := len(g.missing) - 1
+		for j >= 0 {
+			q.Before = g.missing[j] + 1
+			rctx, cancel := r.reqCtx(ctx)
+			msgs, err := g.u.conn.History(rctx, q)
+			cancel()
+			if err != nil {
+				r.logf("warning: HISTORY for %s: %v", g.u.name, err)
+				return nil
+			}
+			have := make(map[int64]bool, len(msgs))
+			lo := int64(0)
+			for k, m := range msgs {
+				have[m.Seq] = true
+				if k == 0 || m.Seq < lo {
+					lo = m.Seq
+				}
+			}
+			if len(msgs) < q.Limit {
+				lo = 0 // the page reached the conversation's start
+			}
+			for ; j >= 0 && g.missing[j] >= lo; j-- {
+				if have[g.missing[j]] {
+					found.Add(1)
+				}
+			}
+		}
+		return nil
+	})
+	return found.Load()
 }

@@ -2,7 +2,8 @@ package chatservice
 
 import (
 	"strconv"
-	"unicode/utf8"
+
+	"clusterchat/chatservice/protocol"
 )
 
 // frameWriter builds one JSON object frame without reflection. The chat's
@@ -37,7 +38,7 @@ func (w *frameWriter) Int(k string, v int64) *frameWriter {
 // Str adds a string field.
 func (w *frameWriter) Str(k, v string) *frameWriter {
 	w.key(k)
-	w.b = appendJSONString(w.b, v)
+	w.b = protocol.AppendString(w.b, v)
 	return w
 }
 
@@ -105,7 +106,7 @@ func (o *objWriter) Int(k string, v int64) *objWriter {
 
 func (o *objWriter) Str(k, v string) *objWriter {
 	o.key(k)
-	o.a.b = appendJSONString(o.a.b, v)
+	o.a.b = protocol.AppendString(o.a.b, v)
 	return o
 }
 
@@ -123,59 +124,7 @@ func userJSON(id int64, name string) []byte {
 	b := append(make([]byte, 0, 48), `{"id":`...)
 	b = strconv.AppendInt(b, id, 10)
 	b = append(b, `,"name":`...)
-	b = appendJSONString(b, name)
+	b = protocol.AppendString(b, name)
 	return append(b, '}')
 }
 
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string. Invalid UTF-8 (which the
-// server never stores: input is validated) becomes U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		// U+2028 and U+2029 are valid JSON but break JavaScript consumers.
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}

@@ -3,7 +3,8 @@ package client
 import (
 	"strconv"
 	"sync"
-	"unicode/utf8"
+
+	"clusterchat/chatservice/protocol"
 )
 
 // frameBuf builds one outgoing frame: a 4-byte length header followed by a
@@ -49,7 +50,7 @@ func (f *frameBuf) int(k string, v int64) {
 
 func (f *frameBuf) str(k, v string) {
 	f.key(k)
-	f.b = appendJSONString(f.b, v)
+	f.b = protocol.AppendString(f.b, v)
 }
 
 // rawObject splices the members of an encoded JSON object (which must start
@@ -80,58 +81,5 @@ func (f *frameBuf) finish() int {
 }
 
 func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string. Like encoding/json, invalid
-// UTF-8 is replaced by U+FFFD; U+2028 and U+2029 are escaped. Use Conn.DoRaw
-// to send bytes that are not valid UTF-8.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
 
 func appendInt(b []byte, v int64) []byte { return strconv.AppendInt(b, v, 10) }

@@ -154,7 +154,7 @@ jq -r '
 	[.label,
 	 (if .storm then "storm \(.storm.ok)/\(.storm.clients) in \(.storm.total_ms) ms, login p99 \(ms(.storm.login.p99_us)) ms"
 	  elif .conns then "\(.conns.open) conns, \(.conns.rss_per_conn_b) B/conn RSS (\(.conns.rss_delta_per_conn_b) over baseline), ping p99 \(ms(.conns.ping.p99_us)) ms"
-	  else "\(.acks_per_s | round) acks/s, \(.deliveries_per_s | round) deliveries/s, ack p99 \(ms(.send_ack.p99_us)) ms, delivery p99 \(ms(.send_delivery.p99_us)) ms, lost \(.lost) dup \(.duplicated) ooo \(.out_of_order)"
+	  else "\(.acks_per_s | round) acks/s, \(.deliveries_per_s | round) deliveries/s, ack p99 \(ms(.send_ack.p99_us)) ms, delivery p99 \(ms(.send_delivery.p99_us)) ms, lost \(.lost) (\(.lost_in_history) in HISTORY) dup \(.duplicated) ooo \(.out_of_order)"
 	  end)] | @tsv' "$results" | column -t -s $'\t'
 if ((${#failed[@]} > 0)); then
 	echo "bench: failed: ${failed[*]}" >&2

@@ -127,4 +127,3 @@ func userJSON(id int64, name string) []byte {
 	b = protocol.AppendString(b, name)
 	return append(b, '}')
 }
-

@@ -315,12 +315,23 @@ func (c *Conn) beginDrain(reason CloseReason, timeout time.Duration) {
 }
 
 // finishDrain shuts the write side once all output is out. Loop only.
+// The peer then has lingerTimeout to read the rest and close its side
+// before the connection is closed anyway: a peer that ignores the FIN does
+// not hold the connection (or a server shutdown) until the drain timeout.
 func (c *Conn) finishDrain() {
 	c.state = stateHalfClosed
 	if err := unix.Shutdown(c.gc.Fd(), unix.SHUT_WR); err != nil {
 		c.closeOnLoop(ReasonShutdown)
+		return
 	}
+	time.AfterFunc(lingerTimeout, func() {
+		_ = c.loop.exec(func() { c.closeOnLoop(ReasonShutdown) })
+	})
 }
+
+// lingerTimeout bounds the wait for the peer's close after a drained
+// Shutdown.
+const lingerTimeout = time.Second
 
 // closeOnLoop closes the connection now. Loop only.
 func (c *Conn) closeOnLoop(reason CloseReason) {

@@ -167,8 +167,8 @@ func (c *Conn) Send(frame []byte) error {
 // Shutdown closes the connection gracefully for ReasonShutdown: Send fails
 // from now on, output already sent is flushed, then the write side is shut
 // (the peer reads EOF) and the connection closes when the peer closes its
-// side, or after timeout at the latest (timeout <= 0: no limit). Any
-// goroutine.
+// side or one second later, and after timeout at the latest (timeout <= 0:
+// no limit on the flush). Any goroutine.
 func (c *Conn) Shutdown(timeout time.Duration) { c.ShutdownWith(ReasonShutdown, timeout) }
 
 // ShutdownWith is Shutdown with the close reason to report. The first

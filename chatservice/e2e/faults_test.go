@@ -459,10 +459,10 @@ func testFaults(t *testing.T, ci *clusterInfra) {
 		w.mu.Unlock()
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 		defer cancel()
+		up := time.Now() // the outage ends when the restart begins
 		if err := ci.db.Restart(ctx); err != nil {
 			t.Fatal(err)
 		}
-		up := time.Now()
 		// Nothing can be acknowledged while the database is down (allow 1 s
 		// for responses to commits made just before the stop).
 		// A retry of a message committed before the stop may be answered

@@ -174,6 +174,8 @@ var crossCases = []struct {
 	{"presence", testCrossPresence},
 	{"same_user_both_servers", testCrossMultiDevice},
 	{"offline_s1_login_s2", testCrossOffline},
+	{"login_throttle_per_account", testCrossThrottle},
+	{"cid_retry_other_server", testCrossCIDRetry},
 }
 
 // on logs a fresh (or given) user in on server i.
@@ -367,4 +369,56 @@ func testCrossOffline(t *testing.T, e *env, c *clusterTarget) {
 		t.Errorf("offline group back on s1: %v", got)
 	}
 	b3.ExpectNoPush(201, QuietPeriod)
+}
+
+// The failed-login throttle is per account, whichever server saw the failures.
+func testCrossThrottle(t *testing.T, e *env, c *clusterTarget) {
+	u := regAt(t, c)
+	pre := on(t, c, 1, u, "pre@s2")
+	c1 := Dial(t, c.servers[0].Addr(), "fail@s1")
+	for range 10 {
+		c1.Err(1, M{"id": u.ID, "password": "wrong-password"}, 401)
+	}
+	c1.Err(1, M{"id": u.ID, "password": u.Password}, 429)
+	c2 := Dial(t, c.servers[1].Addr(), "login@s2")
+	r := c2.Err(1, M{"id": u.ID, "password": u.Password}, 429)
+	if r.Get("errno").Int() == 429 {
+		return
+	}
+	// Five failures on each server also make ten.
+	v := regAt(t, c)
+	for i := range 10 {
+		Dial(t, c.servers[i%2].Addr(), fmt.Sprintf("f%d", i)).Err(1, M{"id": v.ID, "password": "wrong-password"}, 401)
+	}
+	Dial(t, c.servers[0].Addr(), "v@s1").Err(1, M{"id": v.ID, "password": v.Password}, 429)
+	pre.OK(15, nil)
+}
+
+// A retry with the same cid on the other server returns the original seq
+// and time and stores nothing new.
+func testCrossCIDRetry(t *testing.T, e *env, c *clusterTarget) {
+	a1 := on(t, c, 0, regAt(t, c), "a@s1")
+	a2 := Dial(t, c.servers[1].Addr(), "a@s2")
+	a2.OK(1, M{"token": a1.User.Token})
+	a2.User = a1.User
+	b := on(t, c, 1, regAt(t, c), "b@s2")
+	befriend(t, a1, b)
+	gid := createGroup(t, b, "cid "+randName("", 4), "")
+	joinGroup(t, a1, gid)
+	seq, tm := chat(t, a1, b.User.ID, "once", "k1")
+	if s2, t2 := chat(t, a2, b.User.ID, "once", "k1"); s2 != seq || t2 != tm {
+		t.Errorf("retry on s2: %d/%d, want %d/%d", s2, t2, seq, tm)
+	}
+	a2.Err(5, M{"toid": b.User.ID, "msg": "other", "cid": "k1"}, 409)
+	a2.Err(13, M{"groupid": gid, "msg": "once", "cid": "k1"}, 409)
+	gs, gt := gchat(t, a2, gid, "g once", "k2")
+	if s2, t2 := gchat(t, a1, gid, "g once", "k2"); s2 != gs || t2 != gt {
+		t.Errorf("group retry on s1: %d/%d, want %d/%d", s2, t2, gs, gt)
+	}
+	if h := history(t, b, M{"friendid": a1.User.ID}); len(h) != 1 {
+		t.Errorf("history after cross-server retries: %v", seqs(h))
+	}
+	if h := history(t, b, M{"groupid": gid}); len(h) != 1 {
+		t.Errorf("group history after cross-server retries: %v", seqs(h))
+	}
 }

@@ -209,6 +209,13 @@ func (n *Nginx) Pid() int {
 	return n.proc.Pid()
 }
 
+// Process returns the nginx master process, or nil before it was started.
+func (n *Nginx) Process() *Process {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.proc
+}
+
 // Pids returns the master's pid followed by its workers' pids (none when
 // stopped).
 func (n *Nginx) Pids() []int {

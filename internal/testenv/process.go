@@ -102,6 +102,9 @@ func StartProcess(spec ProcessSpec) (*Process, error) {
 // Pid returns the process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
+// Spec returns the spec the process was started with (defaults filled in).
+func (p *Process) Spec() ProcessSpec { return p.spec }
+
 // Exited is closed when the process has ended and been reaped.
 func (p *Process) Exited() <-chan struct{} { return p.done }
 

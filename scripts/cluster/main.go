@@ -4,6 +4,7 @@
 //	cluster up     [--dir .cluster] [--server-arg ARG]... [--nginx-port 8000] [--server-ports 6000,6002]
 //	cluster down   [--dir .cluster]
 //	cluster status [--dir .cluster]
+//	cluster stop|kill|start NAME [--dir .cluster]   (NAME: mariadb, redis, s1, s2, nginx)
 //
 // up starts, through internal/testenv, a private MariaDB (database chat) and
 // Redis on free loopback ports, bin/chatserver s1 on 127.0.0.1:6000 (admin
@@ -11,7 +12,9 @@
 // in front of them with the PROXY protocol; waits until each answers; records
 // every pid in the state directory; and returns, leaving them running. down
 // stops each recorded pid (only if it still runs the program recorded) and
-// checks that nothing is left.
+// checks that nothing is left. stop (SIGTERM), kill (SIGKILL) and start act
+// on one service, for trying failures by hand; start runs the recorded
+// command line again and waits until its port listens.
 package main
 
 import (
@@ -21,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -63,6 +67,22 @@ type service struct {
 	Log  string `json:"log"`
 	// Children are worker pids (nginx), checked by down.
 	Children []int `json:"children,omitempty"`
+	// Cmd is the command line, for start.
+	Cmd command `json:"cmd"`
+}
+
+// command is how a service was started.
+type command struct {
+	Path    string   `json:"path"`
+	Args    []string `json:"args"`
+	Dir     string   `json:"dir"`
+	LogFile string   `json:"log_file"`
+}
+
+// commandOf records p's command line.
+func commandOf(p *testenv.Process) command {
+	spec := p.Spec()
+	return command{Path: spec.Path, Args: spec.Args, Dir: spec.Dir, LogFile: spec.LogFile}
 }
 
 // state is what up leaves in DIR/state.json for down and status.
@@ -86,9 +106,18 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func run(args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: cluster up|down|status [--dir DIR] [--server-arg ARG]...")
+		return errors.New("usage: cluster up|down|status [--dir DIR] [--server-arg ARG]... | cluster stop|kill|start NAME")
 	}
 	cmd := args[0]
+	args = args[1:]
+	var target string
+	switch cmd {
+	case "stop", "kill", "start":
+		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+			return fmt.Errorf("usage: cluster %s NAME (mariadb, redis, s1, s2, nginx)", cmd)
+		}
+		target, args = args[0], args[1:]
+	}
 	fs := flag.NewFlagSet("cluster "+cmd, flag.ContinueOnError)
 	dir := fs.String("dir", "", "state directory (default: .cluster at the module root)")
 	bin := fs.String("chatserver", "", "chatserver binary (default: bin/chatserver at the module root)")
@@ -96,7 +125,7 @@ func run(args []string, out io.Writer) error {
 	fs.Var(&serverArgs, "server-arg", "extra chatserver argument (repeatable), e.g. --server-arg=--bcrypt-cost=4")
 	nginxPort := fs.Int("nginx-port", 8000, "nginx listen port on 127.0.0.1")
 	ports := fs.String("server-ports", "6000,6002", "chatserver ports on 127.0.0.1, one per node s1, s2, ...; each admin listens on port+1")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -129,8 +158,10 @@ func run(args []string, out io.Writer) error {
 		return down(ctx, out, *dir)
 	case "status":
 		return status(out, *dir)
+	case "stop", "kill", "start":
+		return one(ctx, out, *dir, cmd, target)
 	default:
-		return fmt.Errorf("unknown command %q (want up, down or status)", cmd)
+		return fmt.Errorf("unknown command %q (want up, down, status, stop, kill or start)", cmd)
 	}
 }
 
@@ -252,7 +283,7 @@ func up(ctx context.Context, out io.Writer, cfg config) (err error) {
 	if err := db.CreateDatabase(ctx, database); err != nil {
 		return err
 	}
-	st.Services = append(st.Services, service{Name: "mariadb", Pid: db.Pid(), Exe: exeName(db.Pid(), "mariadbd"), Addr: db.Addr(), Log: filepath.Join(db.Dir, "mariadbd.err")})
+	st.Services = append(st.Services, service{Name: "mariadb", Pid: db.Pid(), Exe: exeName(db.Pid(), "mariadbd"), Addr: db.Addr(), Log: filepath.Join(db.Dir, "mariadbd.err"), Cmd: commandOf(db.Process())})
 
 	fmt.Fprintln(out, "cluster: starting redis")
 	rds, err := testenv.StartRedisWith(ctx, filepath.Join(dir, "redis"), testenv.RedisOptions{Detach: true})
@@ -260,7 +291,7 @@ func up(ctx context.Context, out io.Writer, cfg config) (err error) {
 		return err
 	}
 	stops = append(stops, rds.Stop)
-	st.Services = append(st.Services, service{Name: "redis", Pid: rds.Pid(), Exe: exeName(rds.Pid(), "redis-server"), Addr: rds.Addr(), Log: filepath.Join(rds.Dir, "redis.log")})
+	st.Services = append(st.Services, service{Name: "redis", Pid: rds.Pid(), Exe: exeName(rds.Pid(), "redis-server"), Addr: rds.Addr(), Log: filepath.Join(rds.Dir, "redis.log"), Cmd: commandOf(rds.Process())})
 
 	for _, n := range nodes {
 		fmt.Fprintf(out, "cluster: starting chatserver %s\n", n.name)
@@ -288,7 +319,7 @@ func up(ctx context.Context, out io.Writer, cfg config) (err error) {
 	}
 	stops = append(stops, ngx.Stop)
 	pids := ngx.Pids()
-	st.Services = append(st.Services, service{Name: "nginx", Pid: pids[0], Exe: exeName(pids[0], "nginx"), Addr: ngx.Addr(), Log: filepath.Join(ngx.Dir, "error.log"), Children: pids[1:]})
+	st.Services = append(st.Services, service{Name: "nginx", Pid: pids[0], Exe: exeName(pids[0], "nginx"), Addr: ngx.Addr(), Log: filepath.Join(ngx.Dir, "error.log"), Children: pids[1:], Cmd: commandOf(ngx.Process())})
 
 	if err := writeState(dir, st); err != nil {
 		return err
@@ -380,7 +411,7 @@ func startServer(ctx context.Context, dir, bin string, n node, store, busURL str
 		_ = p.Stop()
 		return nil, service{}, fmt.Errorf("chatserver %s: %w", n.name, err)
 	}
-	return p, service{Name: n.name, Pid: p.Pid(), Exe: exeName(p.Pid(), "chatserver"), Addr: listen, Log: logFile}, nil
+	return p, service{Name: n.name, Pid: p.Pid(), Exe: exeName(p.Pid(), "chatserver"), Addr: listen, Log: logFile, Cmd: commandOf(p)}, nil
 }
 
 func down(ctx context.Context, out io.Writer, dir string) error {
@@ -450,5 +481,96 @@ func status(out io.Writer, dir string) error {
 	if down > 0 {
 		return fmt.Errorf("%d of %d processes are down", down, len(st.Services))
 	}
+	return nil
+}
+
+// one stops, kills or starts the service called name.
+func one(ctx context.Context, out io.Writer, dir, cmd, name string) error {
+	st, err := readState(dir)
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		return fmt.Errorf("no cluster state in %s (run `make cluster`)", dir)
+	}
+	i := -1
+	var names []string
+	for j, s := range st.Services {
+		names = append(names, s.Name)
+		if s.Name == name {
+			i = j
+		}
+	}
+	if i < 0 {
+		return fmt.Errorf("no service %q (have %s)", name, strings.Join(names, ", "))
+	}
+	s := &st.Services[i]
+	running := testenv.PidAlive(s.Pid, s.Exe)
+	switch cmd {
+	case "stop", "kill":
+		if !running {
+			fmt.Fprintf(out, "cluster: %s (pid %d) is not running\n", s.Name, s.Pid)
+			return nil
+		}
+		sig := syscall.SIGTERM
+		if cmd == "kill" {
+			sig = syscall.SIGKILL
+		}
+		if err := testenv.StopPid(ctx, s.Pid, s.Exe, sig, 60*time.Second); err != nil {
+			return err
+		}
+		for _, c := range s.Children {
+			if err := testenv.StopPid(ctx, c, s.Exe, syscall.SIGKILL, 5*time.Second); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintf(out, "cluster: %s (pid %d) %s\n", s.Name, s.Pid, map[string]string{"stop": "stopped", "kill": "killed"}[cmd])
+		return nil
+	}
+	if running {
+		return fmt.Errorf("%s is already running (pid %d)", s.Name, s.Pid)
+	}
+	if s.Cmd.Path == "" {
+		return fmt.Errorf("%s: no command line recorded", s.Name)
+	}
+	_, portStr, err := net.SplitHostPort(s.Addr)
+	if err != nil {
+		return fmt.Errorf("%s: address %q: %w", s.Name, s.Addr, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("%s: address %q: %w", s.Name, s.Addr, err)
+	}
+	p, err := testenv.StartProcess(testenv.ProcessSpec{
+		Name: s.Name, Path: s.Cmd.Path, Args: s.Cmd.Args, Dir: s.Cmd.Dir, LogFile: s.Cmd.LogFile, Detach: true,
+	})
+	if err != nil {
+		return err
+	}
+	workers := len(s.Children)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	err = p.WaitReady(ctx, func(context.Context) error {
+		if ok, err := testenv.TCPListening(port); err != nil || !ok {
+			return fmt.Errorf("port %d not listening yet (%v)", port, err)
+		}
+		if k := len(testenv.ChildPids(p.Pid())); k < workers {
+			return fmt.Errorf("%d of %d workers running", k, workers)
+		}
+		return nil
+	})
+	if err != nil {
+		_ = p.Stop()
+		return err
+	}
+	s.Pid = p.Pid()
+	s.Exe = exeName(p.Pid(), s.Exe)
+	if workers > 0 {
+		s.Children = testenv.ChildPids(p.Pid())
+	}
+	if err := writeState(dir, st); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "cluster: %s started (pid %d)\n", s.Name, s.Pid)
 	return nil
 }

@@ -75,6 +75,36 @@ func TestUpDown(t *testing.T) {
 		t.Fatalf("status: %v", err)
 	}
 
+	// Failures by hand: kill or stop one service, status says so, start
+	// brings it back with the same command line.
+	for _, c := range []struct{ how, name string }{{"kill", "s1"}, {"stop", "redis"}, {"stop", "nginx"}, {"kill", "mariadb"}} {
+		old := pidOf(t, state, c.name)
+		if err := run(append([]string{c.how, c.name}, args...), &bytes.Buffer{}); err != nil {
+			t.Fatalf("%s %s: %v", c.how, c.name, err)
+		}
+		if testenv.PidAlive(old, "") {
+			t.Fatalf("%s %s: pid %d still alive", c.how, c.name, old)
+		}
+		if err := run(append([]string{"status"}, args...), &bytes.Buffer{}); err == nil {
+			t.Fatalf("status after %s %s: no error", c.how, c.name)
+		}
+		if err := run(append([]string{"start", c.name}, args...), &bytes.Buffer{}); err != nil {
+			t.Fatalf("start %s: %v", c.name, err)
+		}
+		if err := run(append([]string{"start", c.name}, args...), &bytes.Buffer{}); err == nil {
+			t.Fatalf("second start %s: no error", c.name)
+		}
+		if err := run(append([]string{"status"}, args...), &bytes.Buffer{}); err != nil {
+			t.Fatalf("status after start %s: %v", c.name, err)
+		}
+	}
+	if err := run(append([]string{"stop", "nosuch"}, args...), &bytes.Buffer{}); err == nil {
+		t.Fatal("stop nosuch: no error")
+	}
+	if st, err = readState(state); err != nil {
+		t.Fatal(err)
+	}
+
 	// least_conn over idle connections alternates: both nodes are reached,
 	// each seeing the PROXY protocol header.
 	seen := map[string]bool{}
@@ -117,4 +147,20 @@ func TestUpDown(t *testing.T) {
 	if err := run(append([]string{"up"}, append(args, "--chatserver", "/nonexistent")...), &out); err == nil {
 		t.Fatal("up with a missing chatserver binary succeeded")
 	}
+}
+
+// pidOf returns the recorded pid of service name.
+func pidOf(t *testing.T, dir, name string) int {
+	t.Helper()
+	st, err := readState(dir)
+	if err != nil || st == nil {
+		t.Fatalf("state: %v", err)
+	}
+	for _, s := range st.Services {
+		if s.Name == name {
+			return s.Pid
+		}
+	}
+	t.Fatalf("no service %s", name)
+	return 0
 }

@@ -193,6 +193,8 @@ func (s *Service) handleDelFriend(c *call) *apiError {
 	} else if err != nil {
 		return s.storeErr(err, "friend")
 	}
+	s.reg.dropFriends(me)
+	s.reg.dropFriends(other.ID)
 	toOther := newFrame(208).Int("id", me).Bytes()
 	toMe := newFrame(208).Int("id", other.ID).Bytes()
 	c.after = func() {

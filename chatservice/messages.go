@@ -81,13 +81,19 @@ func (s *Service) handleGroupChat(c *call) *apiError {
 }
 
 // requireFriend answers 404 when other does not exist and 403 when it is
-// not a friend of me. The common case (friends) costs one query.
+// not a friend of me. The common case (friends) is answered from the
+// registry's cache, which every friend change of me clears (locally, and
+// through the FRIEND_ADDED/FRIEND_REMOVED pushes from other servers).
 func (s *Service) requireFriend(ctx context.Context, me, other int64) *apiError {
+	if s.reg.isFriend(me, other) {
+		return nil
+	}
 	ok, err := s.store.AreFriends(ctx, me, other)
 	if err != nil {
 		return s.storeErr(err, "friend")
 	}
 	if ok {
+		s.reg.cacheFriend(me, other)
 		return nil
 	}
 	if _, err := s.store.UserByID(ctx, other); err != nil {

@@ -53,6 +53,9 @@ type registry struct {
 type localUser struct {
 	name     string // current name, kept fresh by SET_NAME and PROFILE pushes
 	sessions []*session
+	// friends caches "is a friend" answers of the store for ONE_CHAT (only
+	// positive ones); any friend change of the user clears it.
+	friends map[int64]struct{}
 }
 
 func newRegistry() *registry { return &registry{users: make(map[int64]*localUser)} }
@@ -169,4 +172,36 @@ func (r *registry) sessionsOf(userID int64) []*session {
 		return nil
 	}
 	return append([]*session(nil), u.sessions...)
+}
+
+// isFriend reports whether other is a cached friend of local user me.
+func (r *registry) isFriend(me, other int64) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if u := r.users[me]; u != nil {
+		_, ok := u.friends[other]
+		return ok
+	}
+	return false
+}
+
+// cacheFriend remembers that other is a friend of local user me.
+func (r *registry) cacheFriend(me, other int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if u := r.users[me]; u != nil {
+		if u.friends == nil {
+			u.friends = make(map[int64]struct{})
+		}
+		u.friends[other] = struct{}{}
+	}
+}
+
+// dropFriends forgets the cached friends of a local user.
+func (r *registry) dropFriends(userID int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if u := r.users[userID]; u != nil {
+		u.friends = nil
+	}
 }

@@ -106,6 +106,20 @@ func Dial(tb testing.TB, addr, label string) *Client {
 	if err != nil {
 		tb.Fatalf("dial %s: %v", addr, err)
 	}
+	// Every request gets exactly one response: one left over at the end is
+	// a second answer (or an ERROR nobody expected).
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, f := range c.queue {
+			if IsResponse(f) {
+				tb.Errorf("%s: response or ERROR that answers no request of the test: %s", c.Label, f.Body)
+			}
+		}
+	})
 	return c
 }
 

@@ -136,13 +136,15 @@ var badBodies = []struct {
 	{"msgid_negative", `{"msgid":-4}`, -1},
 	{"msgid_101", `{"msgid":101}`, -1},
 	{"msgid_201", `{"msgid":201}`, -1},
+	{"msgid_150_string_reqid", `{"msgid":150,"reqid":"18"}`, -1},
+	{"msgid_150_negative_reqid", `{"msgid":150,"reqid":-18}`, -1},
 }
 
 // §1: bad frames get ERROR 400 (with reqid when readable) and the connection stays open.
 func testBadFramesStayOpen(t *testing.T, e *env) {
 	c := e.dial(t, "bad")
 	for i, b := range badBodies {
-		if i == 15 { // stay below the 20-bad-frames limit
+		if i%15 == 14 { // stay below the 20-bad-frames limit
 			c = e.dial(t, "bad2")
 		}
 		r := c.RawReq(b.body)

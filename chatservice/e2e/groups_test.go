@@ -469,3 +469,56 @@ func testFindUsers(t *testing.T, e *env) {
 		}
 	}
 }
+
+// §3 FIND_GROUPS / FIND_USERS: the query is a literal prefix (no LIKE
+// wildcards, no escapes).
+func testFindLiteral(t *testing.T, e *env) {
+	a := e.user(t, "a")
+	p := randName("Lit", 8)
+	under := createGroup(t, a, p+"_x", "")
+	createGroup(t, a, p+"yx", "")
+	pct := createGroup(t, a, p+"%z", "")
+	createGroup(t, a, p+"zz", "")
+	bs := createGroup(t, a, p+`\w`, "")
+	createGroup(t, a, p+"w", "")
+	for _, tc := range []struct {
+		q    string
+		want []int64
+	}{
+		{p + "_", []int64{under}},
+		{p + "%", []int64{pct}},
+		{p + `\`, []int64{bs}},
+		{p + `\w`, []int64{bs}},
+		{p + "_x", []int64{under}},
+	} {
+		gs := a.OK(16, M{"query": tc.q}).Get("groups").Array()
+		var got []int64
+		for _, g := range gs {
+			got = append(got, g.Get("id").Int())
+		}
+		if !equalSeqs(got, tc.want) {
+			t.Errorf("FIND_GROUPS %q: ids %v, want %v", tc.q, got, tc.want)
+		}
+	}
+	reg := e.dial(t, "reg")
+	uu := regOn(t, reg, p+"_u")
+	regOn(t, reg, p+"Au")
+	up := regOn(t, reg, p+"%u")
+	regOn(t, reg, p+"Bu")
+	for _, tc := range []struct {
+		q    string
+		want []int64
+	}{
+		{p + "_", []int64{uu.ID}},
+		{p + "%", []int64{up.ID}},
+	} {
+		us := a.OK(17, M{"query": tc.q}).Get("users").Array()
+		var got []int64
+		for _, u := range us {
+			got = append(got, u.Get("id").Int())
+		}
+		if !equalSeqs(got, tc.want) {
+			t.Errorf("FIND_USERS %q: ids %v, want %v", tc.q, got, tc.want)
+		}
+	}
+}

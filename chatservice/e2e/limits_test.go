@@ -162,6 +162,22 @@ func testIdleTimeout(t *testing.T, e *env) {
 	logged := dialTo(t, tgt, 1, "logged")
 	loginOn(t, logged, u)
 	active := dialTo(t, tgt, 0, "active")
+	// A byte every 300 ms that never completes a frame is not a frame.
+	trickle := dialTo(t, tgt, 0, "trickle")
+	trickleDone := make(chan struct{})
+	go func() {
+		defer close(trickleDone)
+		hdr := FrameBytes([]byte(`{"msgid":4,"pad":"` + strings.Repeat("p", 100) + `"}`))
+		for i := 0; i < len(hdr)-1; i++ {
+			if trickle.WriteRawE(hdr[i:i+1]) != nil {
+				return
+			}
+			if closed, _ := trickle.Closed(); closed {
+				return
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}()
 	// Keep `active` busy for 2.5 s with PINGs, then 1.6 s with bad frames.
 	for time.Since(start) < 2500*time.Millisecond {
 		active.OK(4, nil)
@@ -179,7 +195,7 @@ func testIdleTimeout(t *testing.T, e *env) {
 	if closed, _ := active.Closed(); closed {
 		t.Fatalf("an active connection was closed by the idle timeout")
 	}
-	for _, c := range []*Client{silent, logged} {
+	for _, c := range []*Client{silent, logged, trickle} {
 		if rest := c.ExpectClosed(3 * time.Second); len(rest) > 0 {
 			t.Errorf("%s: idle close must be without a word, got %s", c.Label, rest[0].Body)
 		}
@@ -191,6 +207,7 @@ func testIdleTimeout(t *testing.T, e *env) {
 	if len(rest) > 0 {
 		t.Errorf("idle close must be without a word, got %s", rest[0].Body)
 	}
+	<-trickleDone
 }
 
 // regOnTarget registers a user on a private target.

@@ -259,8 +259,17 @@ func testSigterm(t *testing.T, e *env) {
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() { done <- tm.Terminate(t, 10*time.Second) }()
-	for _, c := range []*Client{anon, a, b} {
+	for i, c := range []*Client{anon, a, b} {
 		p := c.ExpectPush(290, 10*time.Second)
+		if i == 0 {
+			// "Stop accepting": a connection made now is not served.
+			if late, err := DialE(t, tgt.Addrs()[0], "late"); err == nil {
+				if r, err := late.ReqE(4, nil, 2*time.Second); err == nil && r.Get("errno").Int() == 0 {
+					t.Errorf("a connection made after GOAWAY was served: %s", r.Raw)
+				}
+				late.Close()
+			}
+		}
 		if r := p.Get("reason"); r.Type != gjson.String || r.Str == "" {
 			t.Errorf("%s: GOAWAY without a reason: %s", c.Label, p.Raw)
 		}

@@ -358,3 +358,46 @@ func testOrderOfChecks(t *testing.T, e *env) {
 	a.Err(19, M{"acks": []M{{"friendid": b.User.ID, "seq": 2}}}, 400)
 	a.OK(19, M{"acks": []M{{"friendid": b.User.ID, "seq": 1}}})
 }
+
+// §3: user names clash when strings.ToLower makes them equal — not under
+// Unicode case folding or a database collation (accents, final sigma).
+func testNameCase(t *testing.T, e *env) {
+	c := e.dial(t, "case")
+	r := randName("", 10)
+	sigma := regOn(t, c, "Σ"+r)
+	c.Err(2, M{"name": "σ" + r, "password": "password123"}, 409) // ToLower("Σ") == "σ"
+	final := regOn(t, c, "ς"+r)                                  // ToLower("Σ") != "ς": no clash
+	kelvin := "\u212a" + r                                       // KELVIN SIGN lower-cases to "k"
+	regOn(t, c, "k"+r)
+	c.Err(2, M{"name": kelvin, "password": "password123"}, 409)
+	plain := regOn(t, c, "e"+r)
+	acute := regOn(t, c, "é"+r)                                       // an accent is a different name
+	nfd := regOn(t, c, "e\u0301"+r)                                   // stored exactly as given: NFD is not NFC
+	ss := regOn(t, c, "straße"+r)                                     // no folding of ß to ss
+	regOn(t, c, "strasse"+r)                                          //
+	c.Err(2, M{"name": "STRAßE" + r, "password": "password123"}, 409) // ToLower("STRAßE") == "straße"
+	for _, tc := range []struct {
+		login string
+		u     *User
+	}{
+		{"σ" + r, sigma}, {"Σ" + r, sigma}, {"ς" + r, final}, {"E" + r, plain}, {"É" + r, acute},
+		{"E\u0301" + r, nfd}, {"STRAßE" + r, ss},
+	} {
+		l := e.dial(t, "login")
+		res := l.OK(1, M{"name": tc.login, "password": tc.u.Password})
+		if res.Get("user.id").Int() != tc.u.ID || res.Get("user.name").String() != tc.u.Name {
+			t.Errorf("LOGIN name %q: want user {%d %q}, got %s", tc.login, tc.u.ID, tc.u.Name, res.Get("user").Raw)
+		}
+		l.Close()
+	}
+	// FIND_USERS compares the same way.
+	me := e.user(t, "finder")
+	res := me.OK(17, M{"query": "E" + r})
+	if us := res.Get("users").Array(); len(us) != 1 || us[0].Get("id").Int() != plain.ID {
+		t.Errorf("FIND_USERS %q: want only user %d (not the accented or NFD ones), got %s", "E"+r, plain.ID, res.Raw)
+	}
+	res = me.OK(17, M{"query": "σ" + r})
+	if us := res.Get("users").Array(); len(us) != 1 || us[0].Get("id").Int() != sigma.ID {
+		t.Errorf("FIND_USERS %q: want only user %d, got %s", "σ"+r, sigma.ID, res.Raw)
+	}
+}

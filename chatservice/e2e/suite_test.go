@@ -91,6 +91,7 @@ var suiteCases = []suiteCase{
 	{"rules", "integers_and_null", testIntegersAndNull},
 	{"rules", "self_is_400", testSelf},
 	{"rules", "order_of_checks", testOrderOfChecks},
+	{"rules", "name_case_is_strings_tolower", testNameCase},
 	// friends (§3)
 	{"friends", "request_and_cross_request", testFriendRequest},
 	{"friends", "accept", testAccept},
@@ -111,6 +112,7 @@ var suiteCases = []suiteCase{
 	{"groups", "joiner_sees_nothing_before", testGroupJoinerHistory},
 	{"groups", "find_groups", testFindGroups},
 	{"groups", "find_users", testFindUsers},
+	{"groups", "find_is_literal_prefix", testFindLiteral},
 	// offline delivery, ACK, unread (§3, §6)
 	{"offline", "delivery_after_login", testOfflineDelivery},
 	{"offline", "group_delivery", testOfflineGroup},

@@ -3,10 +3,13 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tidwall/gjson"
 
 	"clusterchat/internal/testenv"
 )
@@ -105,6 +108,9 @@ func (ci *clusterInfra) start(t *testing.T, direct bool, flags ...string) *clust
 		}
 		t.Cleanup(func() {
 			proc.Stop()
+			if tr := proc.Trouble(); tr != "" {
+				t.Errorf("chatserver %s reported trouble:\n%s", node, tr)
+			}
 			if t.Failed() {
 				t.Logf("chatserver %s %v log (tail):\n%s", node, proc.Args, tailLines(proc.Logs(), 120))
 			}
@@ -176,6 +182,7 @@ var crossCases = []struct {
 	{"offline_s1_login_s2", testCrossOffline},
 	{"login_throttle_per_account", testCrossThrottle},
 	{"cid_retry_other_server", testCrossCIDRetry},
+	{"races", testCrossRaces},
 }
 
 // on logs a fresh (or given) user in on server i.
@@ -420,5 +427,91 @@ func testCrossCIDRetry(t *testing.T, e *env, c *clusterTarget) {
 	}
 	if h := history(t, b, M{"groupid": gid}); len(h) != 1 {
 		t.Errorf("group history after cross-server retries: %v", seqs(h))
+	}
+}
+
+// both sends request msgid on c1 (fields f1) and c2 (fields f2) at the same
+// moment and returns the two responses.
+func both(t *testing.T, c1 *Client, msgid1 int, f1 M, c2 *Client, msgid2 int, f2 M) (gjson.Result, gjson.Result) {
+	t.Helper()
+	var id1, id2 int64
+	var err1, err2 error
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	wg.Go(func() { <-start; id1, err1 = c1.SendReqE(msgid1, f1) })
+	wg.Go(func() { <-start; id2, err2 = c2.SendReqE(msgid2, f2) })
+	close(start)
+	wg.Wait()
+	if err1 != nil || err2 != nil {
+		t.Fatalf("send: %v %v", err1, err2)
+	}
+	return c1.Response(msgid1, id1), c2.Response(msgid2, id2)
+}
+
+// Races between the two servers: the same cid at once, crossed friend
+// requests, the same name, the same join.
+func testCrossRaces(t *testing.T, e *env, c *clusterTarget) {
+	for i := range 10 {
+		// The same message (same cid) from the same user on both servers at once.
+		au := regAt(t, c)
+		a1 := on(t, c, 0, au, "a@s1")
+		a2 := Dial(t, c.servers[1].Addr(), "a@s2")
+		a2.OK(1, M{"token": au.Token})
+		b := on(t, c, 1, regAt(t, c), "b@s2")
+		befriend(t, a1, b)
+		f := M{"toid": b.User.ID, "msg": "double", "cid": "dbl"}
+		r1, r2 := both(t, a1, 5, f, a2, 5, f)
+		if r1.Get("errno").Int() != 0 || r2.Get("errno").Int() != 0 || r1.Get("seq").Int() != r2.Get("seq").Int() || r1.Get("time").Int() != r2.Get("time").Int() {
+			t.Errorf("round %d: the same cid at once on two servers: %s and %s (want both 0 with one seq/time)", i, r1.Raw, r2.Raw)
+		}
+		if h := history(t, b, M{"friendid": au.ID}); len(h) != 1 {
+			t.Errorf("round %d: the same cid at once stored %d messages", i, len(h))
+		}
+
+		// Crossed friend requests at once: they end up friends.
+		x := on(t, c, 0, regAt(t, c), "x@s1")
+		y := on(t, c, 1, regAt(t, c), "y@s2")
+		r1, r2 = both(t, x, 6, M{"friendid": y.User.ID}, y, 6, M{"friendid": x.User.ID})
+		if r1.Get("errno").Int() != 0 && r2.Get("errno").Int() != 0 {
+			t.Errorf("round %d: crossed ADD_FRIEND: %s and %s", i, r1.Raw, r2.Raw)
+		}
+		waitFor(t, 5*time.Second, "crossed requests end as friends", func() bool {
+			_, okx := entry(list(t, x).Get("friends"), y.User.ID)
+			_, oky := entry(list(t, y).Get("friends"), x.User.ID)
+			if okx && oky {
+				return true
+			}
+			// Both "requested" with no friendship: accept to finish the round
+			// but report it.
+			if r1.Get("status").String() == "requested" && r2.Get("status").String() == "requested" {
+				t.Errorf("round %d: crossed ADD_FRIEND both answered requested and they are not friends: %s / %s", i, r1.Raw, r2.Raw)
+				return true
+			}
+			return false
+		})
+		if len(list(t, x).Get("requests").Array())+len(list(t, y).Get("requests").Array()) != 0 {
+			t.Errorf("round %d: pending requests left after crossed ADD_FRIEND", i)
+		}
+
+		// The same new name on both servers at once: one wins.
+		name := randName("Race", 10)
+		r1, r2 = both(t, x, 20, M{"name": name}, y, 20, M{"name": strings.ToUpper(name)})
+		if n := r1.Get("errno").Int() + r2.Get("errno").Int(); n != 409 {
+			t.Errorf("round %d: SET_NAME race: %s and %s (want one 0 and one 409)", i, r1.Raw, r2.Raw)
+		}
+		r1, r2 = both(t, x, 2, M{"name": name + "r", "password": "password123"}, y, 2, M{"name": name + "R", "password": "password123"})
+		if n := r1.Get("errno").Int() + r2.Get("errno").Int(); n != 409 {
+			t.Errorf("round %d: REG race: %s and %s (want one 0 and one 409)", i, r1.Raw, r2.Raw)
+		}
+
+		// The same user joining one group from both servers at once.
+		gid := createGroup(t, x, "race "+randName("", 4), "")
+		r1, r2 = both(t, a1, 10, M{"groupid": gid}, a2, 10, M{"groupid": gid})
+		if n := r1.Get("errno").Int() + r2.Get("errno").Int(); n != 409 {
+			t.Errorf("round %d: JOIN race: %s and %s (want one 0 and one 409)", i, r1.Raw, r2.Raw)
+		}
+		if n := len(members(t, x, gid)); n != 2 {
+			t.Errorf("round %d: %d members after the JOIN race, want 2", i, n)
+		}
 	}
 }

@@ -412,10 +412,17 @@ func testFaults(t *testing.T, ci *clusterInfra) {
 		w.start(t)
 		defer w.finish()
 		w.waitAcks(t, time.Now(), 40, 20*time.Second)
+		// b's only session is on s1: after s1 dies it must not stay online.
+		b, a := proxiedPair(t, c) // b on s1, a on s2
 		if err := c.servers[0].Kill(); err != nil {
 			t.Fatal(err)
 		}
 		killed := time.Now()
+		waitFor(t, 15*time.Second, "a user whose server was killed shown offline", func() bool {
+			f, ok := entry(list(t, a).Get("friends"), b.User.ID)
+			return ok && !f.Get("online").Bool()
+		})
+		t.Logf("offline %v after the kill", time.Since(killed))
 		w.waitAcks(t, killed, 40, 20*time.Second) // s2 carries on
 		time.Sleep(time.Until(killed.Add(2 * time.Second)))
 		if err := c.servers[0].Start(t.Context()); err != nil {
@@ -442,6 +449,7 @@ func testFaults(t *testing.T, ci *clusterInfra) {
 		w.check(t)
 		// Live pushes across servers work again after the restart.
 		checkLivePush(t, c)
+		checkResync(t, c)
 	})
 	t.Run("stop_mariadb_10s", func(t *testing.T) {
 		c := ci.start(t, false)
@@ -494,15 +502,7 @@ func testFaults(t *testing.T, ci *clusterInfra) {
 // checkLivePush: a message between users on different servers is pushed.
 func checkLivePush(t *testing.T, c *clusterTarget) {
 	t.Helper()
-	var a, b *Client
-	for i, cl := range []**Client{&a, &b} {
-		x := Dial(t, c.servers[i].Addr(), fmt.Sprintf("live%d", i))
-		// These servers speak PROXY protocol: write a v1 header first.
-		x.WriteRaw([]byte("PROXY TCP4 127.0.0.1 127.0.0.1 50000 6000\r\n"))
-		loginOn(t, x, regOn(t, x, randName("live", 8)))
-		*cl = x
-	}
-	befriend(t, a, b)
+	a, b := proxiedPair(t, c)
 	deadline := time.Now().Add(20 * time.Second)
 	for k := 0; ; k++ {
 		seq, _ := chat(t, a, b.User.ID, "live", fmt.Sprintf("live%d", k))
@@ -510,6 +510,70 @@ func checkLivePush(t *testing.T, c *clusterTarget) {
 			return
 		} else if !errors.Is(err, ErrTimeout) || time.Now().After(deadline) {
 			t.Fatalf("no live push across servers after the Redis restart: %v", err)
+		}
+	}
+}
+
+// dialProxied connects to a server that expects a PROXY protocol header
+// (as behind nginx) and writes one.
+func dialProxied(t *testing.T, addr, label string) *Client {
+	t.Helper()
+	x := Dial(t, addr, label)
+	x.WriteRaw([]byte("PROXY TCP4 127.0.0.1 127.0.0.1 50000 6000\r\n"))
+	return x
+}
+
+// proxiedPair returns friends a (on s1) and b (on s2), connected directly
+// to the PROXY-protocol servers.
+func proxiedPair(t *testing.T, c *clusterTarget) (*Client, *Client) {
+	t.Helper()
+	var cs []*Client
+	for i := range 2 {
+		x := dialProxied(t, c.servers[i].Addr(), fmt.Sprintf("p%d@s%d", i, i+1))
+		loginOn(t, x, regOn(t, x, randName("px", 8)))
+		cs = append(cs, x)
+	}
+	befriend(t, cs[0], cs[1])
+	return cs[0], cs[1]
+}
+
+// checkResync: messages acknowledged while Redis is down reach an online
+// recipient on the other server once Redis is back (the servers resubscribe
+// and re-run the offline push), without a new login.
+func checkResync(t *testing.T, c *clusterTarget) {
+	t.Helper()
+	a, b := proxiedPair(t, c)
+	if err := c.redis.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	down := time.Now()
+	var acked []int64
+	n503 := 0
+	for k := 0; k < 3 && time.Since(down) < 5*time.Second; {
+		r, err := a.ReqE(5, M{"toid": b.User.ID, "msg": fmt.Sprintf("during outage %d", k), "cid": fmt.Sprintf("out%d", k)}, 5*time.Second)
+		if err != nil {
+			t.Fatalf("send while Redis is down: %v", err)
+		}
+		switch r.Get("errno").Int() {
+		case 0:
+			acked = append(acked, r.Get("seq").Int())
+			k++
+		case 503:
+			n503++
+			time.Sleep(100 * time.Millisecond)
+		default:
+			t.Fatalf("send while Redis is down: %s", r.Raw)
+		}
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	if err := c.redis.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("while Redis was down: %d acknowledged, %d answered 503", len(acked), n503)
+	for _, seq := range acked {
+		if _, err := b.TakeE(20*time.Second, func(f Frame) bool { return f.MsgID() == 201 && f.JSON.Get("seq").Int() == seq }); err != nil {
+			t.Errorf("message seq %d, acknowledged while Redis was down, never pushed to the online recipient on the other server after Redis came back: %v", seq, err)
 		}
 	}
 }

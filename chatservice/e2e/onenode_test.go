@@ -100,6 +100,9 @@ func startNode(t *testing.T, flags ...string) Target {
 	}
 	t.Cleanup(func() {
 		proc.Stop()
+		if tr := proc.Trouble(); tr != "" {
+			t.Errorf("chatserver reported trouble:\n%s", tr)
+		}
 		if t.Failed() {
 			t.Logf("chatserver %v log (tail):\n%s", proc.Args, tailLines(proc.Logs(), 150))
 		}

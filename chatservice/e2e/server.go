@@ -271,3 +271,16 @@ func (s *ServerProc) Stop() {
 		_, _ = s.Terminate(5 * time.Second)
 	}
 }
+
+// Trouble returns the first data race report or panic in the process's log
+// (all starts), or "" when there is none.
+func (s *ServerProc) Trouble() string {
+	logs := s.Logs()
+	for _, marker := range []string{"WARNING: DATA RACE", "panic:", "fatal error:"} {
+		if i := strings.Index(logs, marker); i >= 0 {
+			end := min(len(logs), i+6000)
+			return logs[i:end]
+		}
+	}
+	return ""
+}

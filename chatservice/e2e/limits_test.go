@@ -266,6 +266,16 @@ func testHighWater(t *testing.T, e *env) {
 			t.Fatalf("send: %s", r.Raw)
 		}
 	}
+	// A normal reader gets its 400 KB offline backlog although the high-water
+	// mark is 64 KB: offline delivery must be paced, not cut off.
+	b2 := dialTo(t, tgt, 0, "b2")
+	loginOn(t, b2, u)
+	if got := seqs(b2.Collect(201, 100, 20*time.Second, nil)); !equalSeqs(got, seqRange(1, 100)) {
+		t.Errorf("offline backlog over the high-water mark: %v", got)
+	}
+	b2.OK(4, nil)
+	b2.Close()
+
 	// A reader that does not read: a small receive buffer, 150 HISTORY
 	// requests of ~400 KB each, then nothing read for a while.
 	d := net.Dialer{Timeout: 5 * time.Second}

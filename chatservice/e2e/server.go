@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -55,6 +56,7 @@ type ServerOptions struct {
 	Bus    string   // --bus
 	Node   string   // --node
 	Flags  []string // more flags, appended last (so they win)
+	Env    []string // extra environment ("CHAT_LIMITS_MAX_FRAME=1024")
 }
 
 // lockedBuffer is a bytes.Buffer safe for the process's stderr copier and readers.
@@ -134,7 +136,7 @@ func (s *ServerProc) Start(ctx context.Context) error {
 	cmd.Dir = s.Opts.Dir
 	cmd.Stdout = s.logs
 	cmd.Stderr = s.logs
-	cmd.Env = os.Environ()
+	cmd.Env = append(os.Environ(), s.Opts.Env...)
 	if err := cmd.Start(); err != nil {
 		s.mu.Unlock()
 		return fmt.Errorf("start chatserver: %w", err)
@@ -187,19 +189,30 @@ func (s *ServerProc) waitReady(ctx context.Context, within time.Duration) error 
 
 // Healthz reports whether GET http://ADMIN/healthz answers 200.
 func (s *ServerProc) Healthz(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.Opts.Admin+"/healthz", nil)
+	_, err := s.AdminGet(ctx, "/healthz")
+	return err
+}
+
+// AdminGet fetches path from the admin endpoint and returns the body; a
+// status other than 200 is an error.
+func (s *ServerProc) AdminGet(ctx context.Context, path string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.Opts.Admin+path, nil)
 	if err != nil {
-		return fmt.Errorf("healthz request: %w", err)
+		return "", fmt.Errorf("admin request %s: %w", path, err)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("GET /healthz: %w", err)
+		return "", fmt.Errorf("GET %s: %w", path, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET /healthz: status %s", resp.Status)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return "", fmt.Errorf("GET %s: read body: %w", path, err)
 	}
-	return nil
+	if resp.StatusCode != http.StatusOK {
+		return string(body), fmt.Errorf("GET %s: status %s", path, resp.Status)
+	}
+	return string(body), nil
 }
 
 // Addr is the listen address.

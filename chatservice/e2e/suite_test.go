@@ -121,6 +121,7 @@ var suiteCases = []suiteCase{
 	{"offline", "ack_all_or_nothing", testAckAllOrNothing},
 	{"offline", "ack_shapes", testAckShapes},
 	{"offline", "own_send_moves_cursor", testOwnSendCursor},
+	{"offline", "offline_then_live_in_order", testOfflineThenLive},
 	// HISTORY (§3)
 	{"history", "paging", testHistoryPaging},
 	{"history", "errors", testHistoryErrors},

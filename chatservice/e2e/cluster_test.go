@@ -513,5 +513,29 @@ func testCrossRaces(t *testing.T, e *env, c *clusterTarget) {
 		if n := len(members(t, x, gid)); n != 2 {
 			t.Errorf("round %d: %d members after the JOIN race, want 2", i, n)
 		}
+
+		// The owner and the earliest member quit at once: the one left
+		// must be the owner.
+		g2 := createGroup(t, x, "race2 "+randName("", 4), "")
+		joinGroup(t, y, g2)
+		joinGroup(t, b, g2)
+		r1, r2 = both(t, x, 11, M{"groupid": g2}, y, 11, M{"groupid": g2})
+		if r1.Get("errno").Int() != 0 || r2.Get("errno").Int() != 0 {
+			t.Errorf("round %d: QUIT race: %s and %s", i, r1.Raw, r2.Raw)
+		}
+		ms := members(t, b, g2)
+		if len(ms) != 1 || ms[b.User.ID].Get("role").String() != "owner" {
+			t.Errorf("round %d: after owner and heir quit at once, members %v (want b alone, as owner)", i, ms)
+		}
+		// The last two members quit at once: the group is gone.
+		g3 := createGroup(t, x, "race3 "+randName("", 4), "")
+		joinGroup(t, y, g3)
+		r1, r2 = both(t, x, 11, M{"groupid": g3}, y, 11, M{"groupid": g3})
+		if r1.Get("errno").Int() != 0 || r2.Get("errno").Int() != 0 {
+			t.Errorf("round %d: last-two QUIT race: %s and %s", i, r1.Raw, r2.Raw)
+		}
+		if r := b.Req(10, M{"groupid": g3}); r.Get("errno").Int() != 404 {
+			t.Errorf("round %d: after the last two members quit at once, JOIN answered %s (want 404: the group is deleted)", i, r.Raw)
+		}
 	}
 }

@@ -416,3 +416,47 @@ func TestParseProc(t *testing.T) {
 		t.Errorf("readProc(self): %v", err)
 	}
 }
+
+func TestUsersFile(t *testing.T) {
+	s := startFake(t, nil, false)
+	path := t.TempDir() + "/users.jsonl"
+	cfg := fakeConfig(s.addr(), ScenarioConns)
+	cfg.Conns, cfg.UsersFile, cfg.SetupOnly = 30, path, true
+	rep, err := runBench(t, cfg)
+	if err != nil || rep.Users != 30 || rep.Conns != nil {
+		t.Fatalf("setup only: %v, %+v", err, rep)
+	}
+	s.mu.Lock()
+	registered := len(s.byName)
+	s.mu.Unlock()
+
+	cfg.SetupOnly, cfg.Conns, cfg.PingEvery = false, 20, 100*time.Millisecond
+	rep, err = runBench(t, cfg)
+	if err != nil || rep.Conns == nil || rep.Conns.Open != 20 {
+		t.Fatalf("conns from the file: %v, %+v", err, rep.Conns)
+	}
+	cfg.Scenario, cfg.Storm = ScenarioStorm, 30
+	if rep, err = runBench(t, cfg); err != nil || rep.Storm == nil || rep.Storm.OK != 30 {
+		t.Fatalf("storm from the file: %v, %+v", err, rep.Storm)
+	}
+	s.mu.Lock()
+	if len(s.byName) != registered {
+		t.Errorf("%d users registered after setup, %d at the end: the file was not used", registered, len(s.byName))
+	}
+	s.mu.Unlock()
+
+	cfg.Storm = 31
+	if _, err := runBench(t, cfg); !errors.Is(err, ErrUsage) {
+		t.Errorf("a file of 30 users for 31: err = %v, want ErrUsage", err)
+	}
+	if err := os.WriteFile(path, []byte("{\"name\":\"x\"}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := runBench(t, cfg); err == nil || !strings.Contains(err.Error(), "not a user line") {
+		t.Errorf("a bad file: err = %v", err)
+	}
+	cfg.Scenario = ScenarioPairs
+	if err := cfg.Validate(); !errors.Is(err, ErrUsage) {
+		t.Errorf("--users with pairs: %v, want ErrUsage", err)
+	}
+}

@@ -58,6 +58,12 @@ type Config struct {
 	PprofDelay   time.Duration
 	PprofDir     string
 	CPUProfile   string // chatbench's own CPU profile (whole run)
+	// UsersFile (conns, storm): reuse the users and tokens saved there by an
+	// earlier run against the same database, or save them there; with
+	// SetupOnly the run ends after that. So the server can be restarted
+	// between registering and measuring (a fresh process for RSS figures).
+	UsersFile string
+	SetupOnly bool
 }
 
 // DefaultConfig returns the defaults of the flags.
@@ -97,6 +103,8 @@ func ParseFlags(args []string, stderr io.Writer) (Config, error) {
 	fs.IntVar(&c.PprofSeconds, "pprof-seconds", 10, "length of the server CPU profiles (capped to the measured phase)")
 	fs.DurationVar(&c.PprofDelay, "pprof-delay", time.Second, "start the server profiles this far into the measured phase")
 	fs.StringVar(&c.PprofDir, "pprof-dir", ".", "directory for the server profiles (SCENARIO-HOST_PORT.pprof)")
+	fs.StringVar(&c.UsersFile, "users", "", "conns, storm: reuse the users and tokens in this `file` (from an earlier run on the same database), or save them there")
+	fs.BoolVar(&c.SetupOnly, "setup-only", false, "conns, storm: register the users (and save them with --users), then stop")
 	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write chatbench's own CPU profile to this `file`")
 	pids := fs.String("server-pid", "", "server `pids`, comma-separated: report their RSS (VmRSS) and CPU time")
 	fs.StringVar(&c.Scenario, "scenario", c.Scenario, "pairs | group | conns | storm")
@@ -211,6 +219,8 @@ func (c *Config) Validate() error {
 		return bad("--password must be 8-72 bytes")
 	case len(c.PprofAddrs) > 0 && (c.PprofSeconds < 1 || c.PprofDelay < 0):
 		return bad("--pprof-seconds must be at least 1 and --pprof-delay not negative")
+	case (c.UsersFile != "" || c.SetupOnly) && c.Scenario != ScenarioConns && c.Scenario != ScenarioStorm:
+		return bad("--users and --setup-only are for the conns and storm scenarios")
 	case len(c.Prefix) > 20:
 		return bad("--prefix must be at most 20 bytes (names are at most 32)")
 	}

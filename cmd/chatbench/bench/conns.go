@@ -44,7 +44,7 @@ func (r *run) conns(ctx context.Context, rep *Report) error {
 	cfg := r.cfg
 	n := cfg.Conns
 	setupStart := r.now()
-	users, err := r.setupUsers(ctx, n, false, nil)
+	users, err := r.tokenUsers(ctx, n)
 	if err != nil {
 		return err
 	}
@@ -52,6 +52,9 @@ func (r *run) conns(ctx context.Context, rep *Report) error {
 	rep.Users = n
 	rep.DurationS = cfg.Duration.Seconds()
 	rep.SetupS = roundTo((r.now() - setupStart).Seconds(), 2)
+	if cfg.SetupOnly {
+		return nil
+	}
 	r.setPhase("settle", nil)
 	sleepCtx(ctx, cfg.Settle)
 	before := r.sampleServers()
@@ -164,13 +167,16 @@ func (r *run) storm(ctx context.Context, rep *Report) error {
 	cfg := r.cfg
 	n := cfg.Storm
 	setupStart := r.now()
-	users, err := r.setupUsers(ctx, n, false, nil)
+	users, err := r.tokenUsers(ctx, n)
 	if err != nil {
 		return err
 	}
 	defer closeAll(users)
 	rep.Users = n
 	rep.SetupS = roundTo((r.now() - setupStart).Seconds(), 2)
+	if cfg.SetupOnly {
+		return nil
+	}
 	r.setPhase("settle", nil)
 	sleepCtx(ctx, cfg.Settle)
 	before := r.sampleServers()

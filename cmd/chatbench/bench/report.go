@@ -129,6 +129,8 @@ func (r *Report) writeHuman(w io.Writer) {
 	fmt.Fprintf(&b, "scenario %s  addrs %s  users %d  setup %.1fs  started %s\n",
 		r.Scenario, strings.Join(r.Addrs, ","), r.Users, r.SetupS, r.Started)
 	switch {
+	case r.Conns == nil && r.Storm == nil && (r.Scenario == ScenarioConns || r.Scenario == ScenarioStorm):
+		fmt.Fprintf(&b, "setup     %d users registered and logged in (--setup-only)\n", r.Users)
 	case r.Conns != nil:
 		c := r.Conns
 		fmt.Fprintf(&b, "conns     %d held (%d dropped), connected in %.2fs, %d pings (%d errors)\n",

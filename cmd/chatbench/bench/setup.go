@@ -1,10 +1,15 @@
 package bench
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -206,6 +211,82 @@ func (r *run) befriend(ctx context.Context, a, b *user) error {
 	}
 	if err := b.conn.AcceptFriend(rctx, a.id); err != nil {
 		return fmt.Errorf("%s ACCEPT_FRIEND %s: %w", b.name, a.name, err)
+	}
+	return nil
+}
+
+// savedUser is one line of a --users file.
+type savedUser struct {
+	Name  string `json:"name"`
+	ID    int64  `json:"id"`
+	Token string `json:"token"`
+}
+
+// tokenUsers returns n users with login tokens and no connection: the
+// first n of cfg.UsersFile when that file exists (written by an earlier
+// run against the same database), else users registered now, then written
+// to cfg.UsersFile when it is set. Users are spread over --addr by index.
+func (r *run) tokenUsers(ctx context.Context, n int) ([]*user, error) {
+	if path := r.cfg.UsersFile; path != "" {
+		users, err := loadUsers(path)
+		switch {
+		case err == nil && len(users) < n:
+			return nil, fmt.Errorf("%w: --users %s holds %d users, the scenario needs %d", ErrUsage, path, len(users), n)
+		case err == nil:
+			users = users[:n]
+			for i, u := range users {
+				u.idx, u.addr = i, r.addrOf(i)
+			}
+			r.logf("%d users from %s", n, path)
+			return users, nil
+		case !errors.Is(err, fs.ErrNotExist):
+			return nil, err
+		}
+	}
+	users, err := r.setupUsers(ctx, n, false, nil)
+	if err != nil {
+		return nil, err
+	}
+	if path := r.cfg.UsersFile; path != "" {
+		if err := saveUsers(path, users); err != nil {
+			return nil, err
+		}
+	}
+	return users, nil
+}
+
+func loadUsers(path string) ([]*user, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read users: %w", err)
+	}
+	defer f.Close()
+	var users []*user
+	sc := bufio.NewScanner(f)
+	for line := 1; sc.Scan(); line++ {
+		var su savedUser
+		if err := json.Unmarshal(sc.Bytes(), &su); err != nil || su.Name == "" || su.ID <= 0 || su.Token == "" {
+			return nil, fmt.Errorf("read users: %s:%d: not a user line (name, id, token): %v", path, line, err)
+		}
+		users = append(users, &user{name: su.Name, id: su.ID, token: su.Token})
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read users %s: %w", path, err)
+	}
+	return users, nil
+}
+
+func saveUsers(path string, users []*user) error {
+	var b []byte
+	for _, u := range users {
+		line, err := json.Marshal(savedUser{Name: u.name, ID: u.id, Token: u.token})
+		if err != nil {
+			return fmt.Errorf("save users: %w", err)
+		}
+		b = append(append(b, line...), '\n')
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("save users: %w", err)
 	}
 	return nil
 }

@@ -117,13 +117,13 @@ func (s *Service) handleLogin(c *call) *apiError {
 	var name, password, token string
 	switch {
 	case hasToken && !hasID && !hasName && !hasPass:
-		token = r.str("token")
+		token = r.credential("token")
 	case hasID && !hasName && hasPass && !hasToken:
 		id = r.id("id")
-		password = r.str("password")
+		password = r.credential("password")
 	case hasName && !hasID && hasPass && !hasToken:
-		name = r.str("name")
-		password = r.str("password")
+		name = r.credential("name")
+		password = r.credential("password")
 	default:
 		return errf(protocol.ErrBadRequest, "login needs exactly one of {id, password}, {name, password} or {token}")
 	}
@@ -167,7 +167,7 @@ func (s *Service) handleLogin(c *call) *apiError {
 			return &apiError{errno: protocol.ErrRateLimited, msg: "too many failed logins, wait", retryAfter: retry}
 		}
 		good := false
-		if validPassword(password) {
+		if validPassword(password) && password != badCredential {
 			if good, err = s.hasher.check(c.ctx, user.PassHash, password); err != nil {
 				return s.hashErr(err)
 			}
@@ -198,6 +198,7 @@ func (s *Service) handleLogin(c *call) *apiError {
 	// (clients dedupe by seq); none is missed.
 	// Presence before this session counts: on another server (bus) or here.
 	wasOnline := s.online(ctx, []int64{user.ID})[0]
+	c.sess.gate.close() // live pushes wait for the offline push (opened there)
 	first := s.reg.add(user.ID, user.Name, c.sess)
 	if err := s.bus.Subscribe(ctx, user.ID); err != nil {
 		s.metrics.busErrors.Inc()
@@ -207,11 +208,13 @@ func (s *Service) handleLogin(c *call) *apiError {
 	c.sess.userID.Store(user.ID)
 	if c.sess.conn.Context().Err() != nil { // closed while logging in
 		s.endSession(c.sess)
+		c.sess.gate.open(c.sess.conn, nil)
 		return errf(protocol.ErrUnavailable, "connection closed")
 	}
 	lists, aerr := s.lists(ctx, user.ID)
 	if aerr != nil {
 		s.endSession(c.sess)
+		c.sess.gate.open(c.sess.conn, nil)
 		return aerr
 	}
 	s.log.Info("login", "user", user.ID, "conn", c.sess.conn.ID(), "remote", c.sess.conn.RemoteAddr().String())

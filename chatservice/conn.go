@@ -210,6 +210,7 @@ func (s *Service) onBusResync() {
 			sess := sess
 			_ = sess.queue.Submit(func() {
 				if uid := sess.userID.Load(); uid != 0 {
+					sess.gate.close()
 					s.pushOffline(sess, uid)
 				}
 			})

@@ -285,7 +285,17 @@ const offlinePushTimeout = 2 * time.Minute
 
 // pushOffline pushes every message above the user's cursor in each of its
 // conversations, ascending, at most MaxOfflinePerConv per conversation.
+//
+// The caller has closed the session's push gate before the messages are
+// read, so that live pushes do not overtake them; pushOffline opens it
+// when done, whatever happened.
 func (s *Service) pushOffline(sess *session, uid int64) {
+	sent := make(map[model.Conv]int64)
+	defer func() {
+		if n := sess.gate.open(sess.conn, sent); n > 0 {
+			s.log.Warn("live pushes dropped during a long offline push", "user", uid, "dropped", n)
+		}
+	}()
 	ctx, cancel := s.storeCtx()
 	defer cancel()
 	friends, err := s.store.Friends(ctx, uid)
@@ -325,15 +335,16 @@ func (s *Service) pushOffline(sess *session, uid int64) {
 			s.log.Warn("offline push: cannot read messages", "user", uid, "err", err)
 			return
 		}
-		sent := 0
+		bytes := 0
 		for _, m := range msgs {
 			f := messageFrame(m, true)
 			if err := sess.conn.Send(f); err != nil {
 				return
 			}
+			sent[p.conv] = m.Seq
 			s.metrics.pushes.Inc()
-			if sent += len(f); sent >= chunk {
-				sent = 0
+			if bytes += len(f); bytes >= chunk {
+				bytes = 0
 				if err := sess.conn.WaitUnsent(paceCtx, limit); err != nil {
 					s.log.Info("offline push stopped", "user", uid, "err", err)
 					return

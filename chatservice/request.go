@@ -137,6 +137,23 @@ func (r *request) str(name string) string {
 	return r.strValue(name, v, false)
 }
 
+// badCredential stands for a LOGIN credential that breaks the text rules:
+// it matches no account, name or token (valid text never holds U+FFFD
+// from a lone surrogate, and this marker holds a NUL, which no valid name,
+// and no password or token from this server, contains).
+const badCredential = "\x00bad credential"
+
+// credential reads a required LOGIN string. A credential that breaks the
+// text rules (a lone surrogate) is not a bad request but a wrong
+// credential (PROTOCOL.md §3): it reads as badCredential.
+func (r *request) credential(name string) string {
+	v := r.root.Get(name)
+	if v.Type == gjson.String && hasLoneSurrogate(v.Raw) {
+		return badCredential
+	}
+	return r.str(name)
+}
+
 // optStr reads an optional string field; empty is allowed.
 func (r *request) optStr(name, def string) string {
 	v := r.root.Get(name)

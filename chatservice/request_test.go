@@ -272,3 +272,22 @@ func TestLoginThrottle(t *testing.T) {
 		t.Fatal("fail on a closed store: no error")
 	}
 }
+
+func TestCredentialWithLoneSurrogateIsWrongNotBad(t *testing.T) {
+	req, ferr := parseFrame([]byte(`{"msgid":1,"name":"\ud800","password":"secret123","token":7}`))
+	if ferr != nil {
+		t.Fatal(ferr.errmsg)
+	}
+	if got := req.credential("name"); got != badCredential || req.err != nil {
+		t.Fatalf("credential(name) = %q, %v; want the bad-credential marker and no error", got, req.err)
+	}
+	if got := req.credential("password"); got != "secret123" || req.err != nil {
+		t.Fatalf("credential(password) = %q, %v", got, req.err)
+	}
+	if req.credential("token"); req.err == nil || req.err.errno != 400 {
+		t.Fatalf("a token that is not a string must be a bad request, got %v", req.err)
+	}
+	if validName(badCredential, 32) {
+		t.Fatal("the bad-credential marker must never be a valid name")
+	}
+}

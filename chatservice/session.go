@@ -38,6 +38,8 @@ type session struct {
 	// queue-owned
 	tokenHash []byte
 
+	gate pushGate // holds live pushes while the offline push runs
+
 	userID atomic.Int64 // 0 while logged out
 }
 
@@ -145,7 +147,7 @@ func (r *registry) send(userID int64, frame []byte, skip *session) int {
 	}
 	n := 0
 	for _, s := range u.sessions {
-		if s != skip && s.conn.Send(frame) == nil {
+		if s != skip && s.gate.deliver(s.conn, frame) {
 			n++
 		}
 	}

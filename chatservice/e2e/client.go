@@ -82,7 +82,9 @@ type Client struct {
 	closed  bool
 	readErr error
 	changed chan struct{} // closed and replaced whenever queue or closed changes
-	log     []string      // transcript, newest last
+	head    []string      // the transcript's first entries
+	log     []string      // the transcript's later entries, newest last
+	nlog    int           // entries ever logged
 	reqid   int64
 	nframes int64
 
@@ -136,11 +138,7 @@ func DialE(tb testing.TB, addr, label string) (*Client, error) {
 		_ = c.conn.Close()
 		if tb.Failed() {
 			c.mu.Lock()
-			lines := c.log
-			if len(lines) > 80 {
-				lines = lines[len(lines)-80:]
-			}
-			tb.Logf("transcript of %s (%s), last %d entries:\n%s", c.Label, c.Addr, len(lines), strings.Join(lines, "\n"))
+			tb.Logf("transcript of %s (%s):\n%s", c.Label, c.Addr, c.transcriptLocked(60))
 			c.mu.Unlock()
 		}
 	})
@@ -153,9 +151,15 @@ func (c *Client) note(dir string, b []byte) {
 		s = s[:400] + fmt.Sprintf("…(%d bytes)", len(b))
 	}
 	c.mu.Lock()
-	c.log = append(c.log, fmt.Sprintf("%8.3fs %s %s", time.Since(c.start).Seconds(), dir, s))
-	if len(c.log) > 400 {
-		c.log = append([]string(nil), c.log[len(c.log)-200:]...)
+	line := fmt.Sprintf("%8.3fs %s %s", time.Since(c.start).Seconds(), dir, s)
+	c.nlog++
+	if len(c.head) < 30 {
+		c.head = append(c.head, line)
+	} else {
+		c.log = append(c.log, line)
+		if len(c.log) > 400 {
+			c.log = append([]string(nil), c.log[len(c.log)-200:]...)
+		}
 	}
 	c.mu.Unlock()
 }
@@ -652,11 +656,24 @@ func isConnReset(err error) bool {
 	return err != nil && (strings.Contains(err.Error(), "connection reset") || strings.Contains(err.Error(), "broken pipe"))
 }
 
-// Transcript returns the client's recent frame log (for reports).
+// Transcript returns the client's frame log: the first 30 entries and the
+// last 200 (for reports).
 func (c *Client) Transcript() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return strings.Join(c.log, "\n")
+	return c.transcriptLocked(200)
+}
+
+func (c *Client) transcriptLocked(tail int) string {
+	lines := append([]string(nil), c.head...)
+	rest := c.log
+	if len(rest) > tail {
+		rest = rest[len(rest)-tail:]
+	}
+	if skipped := c.nlog - len(c.head) - len(rest); skipped > 0 {
+		lines = append(lines, fmt.Sprintf("         … %d entries left out …", skipped))
+	}
+	return strings.Join(append(lines, rest...), "\n")
 }
 
 // ReqE sends request msgid with a fresh reqid and waits up to within for its

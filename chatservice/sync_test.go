@@ -1,0 +1,44 @@
+package chatservice
+
+import (
+	"context"
+	"testing"
+
+	"github.com/tidwall/gjson"
+
+	"clusterchat/model"
+)
+
+func TestPushGateHoldsLivePushesBehindOfflineOnes(t *testing.T) {
+	rec := &recorder{ctx: context.Background()}
+	var g pushGate
+	live := func(seq int64) []byte {
+		m := testMessage(false)
+		m.Seq = seq
+		return messageFrame(m, true)
+	}
+	if !g.deliver(rec, live(1)) || len(rec.frames) != 1 {
+		t.Fatal("an open gate must send at once")
+	}
+	g.close()
+	g.deliver(rec, live(4)) // already among the offline messages
+	g.deliver(rec, live(5))
+	g.deliver(rec, []byte(`{"msgid":205,"id":9,"online":true}`))
+	if len(rec.frames) != 1 {
+		t.Fatalf("a closed gate sent %d frames", len(rec.frames)-1)
+	}
+	if dropped := g.open(rec, map[model.Conv]int64{model.Direct(1, 2): 4}); dropped != 0 {
+		t.Fatalf("dropped %d", dropped)
+	}
+	var got []int64
+	for _, f := range rec.frames[1:] {
+		got = append(got, gjson.GetBytes(f, "seq").Int())
+	}
+	if len(got) != 2 || got[0] != 5 || got[1] != 0 {
+		t.Fatalf("after opening: seqs %v, want [5 0] (seq 4 was sent offline; then the presence push)", got)
+	}
+	g.deliver(rec, live(6))
+	if len(rec.frames) != 4 {
+		t.Fatal("a reopened gate must send at once")
+	}
+}

@@ -222,8 +222,8 @@ func dialect() *sqlstore.Dialect {
 		LockMigrations:   lockMigrations,
 		ForUpdate:        " FOR UPDATE",
 		InsertConvIgnore: "INSERT INTO convs (group_id, a, b, last_seq) VALUES (?, ?, ?, 0) ON DUPLICATE KEY UPDATE id = id",
-		UpsertCursor: "INSERT INTO cursors (user_id, conv_id, seq) VALUES (?, ?, ?) " +
-			"ON DUPLICATE KEY UPDATE seq = GREATEST(seq, VALUES(seq))",
+		UpsertCursorTail: "ON DUPLICATE KEY UPDATE seq = GREATEST(seq, VALUES(seq))",
+		Greatest:         "GREATEST",
 		IsUnique: func(err error) bool {
 			n := errNumber(err)
 			return n == erDupEntry || n == erDupEntryWithKey

@@ -96,6 +96,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	wq.Set("_journal_mode", "WAL")
 	wq.Set("_synchronous", sync)
 	wq.Set("_txlock", "immediate")
+	// A multi-row INSERT keeps a statement journal (to undo the statement
+	// when a row breaks a key); in memory, not in a temporary file.
+	wq.Add("_pragma", "temp_store(memory)")
+	wq.Add("_pragma", "wal_autocheckpoint(10000)")
 	q.Set("_query_only", "1")
 
 	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
@@ -146,8 +150,10 @@ func dialect() *sqlstore.Dialect {
 		Migrations:       migrations,
 		ForUpdate:        "", // the write transaction is exclusive (BEGIN IMMEDIATE, one writer)
 		InsertConvIgnore: "INSERT INTO convs (group_id, a, b, last_seq) VALUES (?, ?, ?, 0) ON CONFLICT (group_id, a, b) DO NOTHING",
-		UpsertCursor: "INSERT INTO cursors (user_id, conv_id, seq) VALUES (?, ?, ?) " +
-			"ON CONFLICT (user_id, conv_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+		UpsertCursorTail: "ON CONFLICT (user_id, conv_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+		Greatest:         "MAX",
+		Exclusive:        true, // one writer connection; see the conversation cache in sqlstore
+		DataVersion:      "PRAGMA data_version",
 		IsUnique: func(err error) bool {
 			c, ok := errCode(err)
 			return ok && (c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)

@@ -3,6 +3,7 @@ package sqlite_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -185,5 +186,49 @@ func TestMigrateFromVersion1(t *testing.T) {
 	}
 	if fs, err := s2.LoginFailures(ctx, a.ID, now.Add(-time.Minute)); err != nil || len(fs) != 1 {
 		t.Fatalf("LoginFailures after the upgrade: %v, %v", fs, err)
+	}
+}
+
+// TestTwoStoresOneFile: a second writer of the file (here another Store;
+// in general another process) changes conversations behind the first
+// store's conversation cache, which must notice (data_version) and keep
+// seqs gapless.
+func TestTwoStoresOneFile(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "chat.db")
+	s1 := open(t, path)
+	s2 := open(t, path)
+	a, err := s1.CreateUser(ctx, "a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s1.CreateUser(ctx, "b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := s1.CreateGroup(ctx, a.ID, "g", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conv := model.Direct(a.ID, b.ID)
+	for i := 1; i <= 12; i++ {
+		s := s1
+		if i%3 == 0 {
+			s = s2
+		}
+		if m := mustSend(t, s, conv, a, fmt.Sprint("d", i)); m.Seq != int64(i) {
+			t.Fatalf("direct message %d got seq %d", i, m.Seq)
+		}
+		if m := mustSend(t, s, model.GroupConv(g.ID), a, fmt.Sprint("g", i)); m.Seq != int64(i) {
+			t.Fatalf("group message %d got seq %d", i, m.Seq)
+		}
+	}
+	// The group deleted through the other store is gone for this one too.
+	if _, err := s2.DeleteGroup(ctx, g.ID, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = s1.StoreMessage(ctx, model.NewMessage{Conv: model.GroupConv(g.ID), From: a.ID, FromName: "a", Body: "x", CID: "after"})
+	if !errors.Is(err, model.ErrNotFound) {
+		t.Fatalf("StoreMessage to a group deleted by the other store: %v", err)
 	}
 }

@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) model.Store) {
 		{"JoinedSeq", testJoinedSeq},
 		{"ConcurrentSeq", testConcurrentSeq},
 		{"BatchIsolatesBadItems", testBatchIsolation},
+		{"BatchRetriesAndSeqs", testBatchRetries},
 		{"Ack", testAck},
 		{"ConcurrentAcks", testConcurrentAcks},
 		{"Canceled", testCanceled},
@@ -1388,4 +1389,108 @@ func LoginFailuresShared(t *testing.T, s1, s2 model.Store) {
 	later := base.Add(time.Minute + 10*time.Millisecond)
 	noErr(t, "RecordLoginFailure", s2.RecordLoginFailure(ctx, u.ID, later, time.Minute))
 	wantFailures(t, s1, u.ID, time.UnixMilli(0), append(span(base.UnixMilli()+10, base.UnixMilli()+19), later.UnixMilli())...)
+}
+
+// testBatchRetries: concurrent senders in a few conversations, each
+// message sent twice at once (a retry racing the original, often in one
+// batch) and some cids reused for another body. Every conversation's seqs
+// are 1..n with no gap, every stored message is returned as stored, a
+// retry returns the original, and each sender's cursor is at its last
+// message.
+func testBatchRetries(t *testing.T, s model.Store) {
+	ctx := ctxT(t)
+	users := make([]model.User, 6)
+	for i := range users {
+		users[i] = mustUser(t, s, fmt.Sprint("u", i))
+	}
+	g, err := s.CreateGroup(ctx, users[0].ID, "g", "")
+	noErr(t, "CreateGroup", err)
+	for _, u := range users[1:] {
+		_, err := s.JoinGroup(ctx, g.ID, u.ID)
+		noErr(t, "JoinGroup", err)
+	}
+	convs := []model.Conv{model.Direct(users[0].ID, users[1].ID), model.Direct(users[2].ID, users[3].ID), model.GroupConv(g.ID)}
+	senders := [][]model.User{{users[0], users[1]}, {users[2], users[3]}, users}
+	type sent struct {
+		m   model.Message
+		dup bool
+		err error
+	}
+	var mu sync.Mutex
+	var got []sent
+	var wg sync.WaitGroup
+	for ci, conv := range convs {
+		for _, u := range senders[ci] {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for k := 0; k < 15; k++ {
+					cid := fmt.Sprint(ci, "-", k)
+					body := fmt.Sprint("body ", cid)
+					var inner sync.WaitGroup
+					for copy := 0; copy < 3; copy++ {
+						inner.Add(1)
+						go func() {
+							defer inner.Done()
+							b := body
+							if copy == 2 && k%5 == 0 {
+								b = "another body" // the same cid for another message
+							}
+							m, dup, err := s.StoreMessage(ctx, model.NewMessage{Conv: conv, From: u.ID, FromName: u.Name, Body: b, CID: cid, Time: int64(1000 + k)})
+							mu.Lock()
+							got = append(got, sent{m, dup, err})
+							mu.Unlock()
+						}()
+					}
+					inner.Wait()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	stored := map[string]model.Message{} // by sender/cid
+	for _, r := range got {
+		if r.err != nil {
+			if !errors.Is(r.err, model.ErrCIDConflict) {
+				t.Fatalf("StoreMessage: %v", r.err)
+			}
+			continue
+		}
+		id := fmt.Sprint(r.m.From, "/", r.m.CID)
+		if prev, ok := stored[id]; ok && prev != r.m {
+			t.Fatalf("two results for %s: %+v and %+v", id, prev, r.m)
+		}
+		stored[id] = r.m
+	}
+	for ci, conv := range convs {
+		ms, err := s.Messages(ctx, conv, 0, 0, 1000)
+		noErr(t, "Messages", err)
+		want := 15 * len(senders[ci])
+		if !eqInts(seqs(ms), span(1, int64(want))) {
+			t.Fatalf("%v: seqs %v, want 1..%d", conv, seqs(ms), want)
+		}
+		last := map[int64]int64{}
+		for _, m := range ms {
+			if r, ok := stored[fmt.Sprint(m.From, "/", m.CID)]; !ok || r != m {
+				t.Fatalf("%v: stored %+v, answered %+v (found %v)", conv, m, r, ok)
+			}
+			if m.Body != "body "+m.CID && m.Body != "another body" { // whichever came first
+				t.Fatalf("%v: a body never sent was stored: %+v", conv, m)
+			}
+			last[m.From] = m.Seq
+		}
+		for _, u := range senders[ci] {
+			cur, err := s.Cursor(ctx, u.ID, conv)
+			noErr(t, "Cursor", err)
+			if cur != last[u.ID] {
+				t.Fatalf("%v: cursor of %d = %d, want %d", conv, u.ID, cur, last[u.ID])
+			}
+		}
+		if n, _ := s.LastSeq(ctx, conv); n != int64(want) {
+			t.Fatalf("%v: LastSeq %d, want %d", conv, n, want)
+		}
+	}
+	if len(stored) != 15*(2+2+6) {
+		t.Fatalf("%d distinct messages answered, want %d", len(stored), 15*10)
+	}
 }

@@ -195,6 +195,11 @@ func (s *Store) memberIDs(ctx context.Context, r runner, groupID int64) ([]int64
 
 // dropGroup deletes everything of a group whose conversation is convID.
 func (s *Store) dropGroup(ctx context.Context, r runner, groupID, convID int64) error {
+	if s.cache != nil {
+		// Inside the transaction: no batch can read the entry before the
+		// commit (the writer connection is this one).
+		s.cache.forget(key{g: groupID})
+	}
 	for _, q := range []struct {
 		sql string
 		arg int64

@@ -25,7 +25,6 @@ LIMIT ?`
 	qMemberCursor = "SELECT cur FROM group_members WHERE group_id = ? AND user_id = ?"
 	qDirectCursor = `SELECT k.seq FROM cursors k JOIN convs c ON c.id = k.conv_id
 WHERE c.group_id = 0 AND c.a = ? AND c.b = ? AND k.user_id = ?`
-	qMoveMemberCursor = "UPDATE group_members SET cur = CASE WHEN cur < ? THEN ? ELSE cur END WHERE group_id = ? AND user_id = ?"
 )
 
 // key is a conversation's row key.
@@ -176,19 +175,4 @@ func (s *Store) Cursor(ctx context.Context, userID int64, conv model.Conv) (int6
 		return 0, s.errorf("cursor of %d in %v: %w", userID, k, err)
 	}
 	return cur, nil
-}
-
-// moveCursor sets userID's cursor in the conversation (k, convID) to
-// max(cursor, seq).
-func (s *Store) moveCursor(ctx context.Context, r runner, userID int64, k key, convID, seq int64) error {
-	var err error
-	if k.g != 0 {
-		_, err = r.exec(ctx, qMoveMemberCursor, seq, seq, k.g, userID)
-	} else {
-		_, err = r.exec(ctx, s.d.UpsertCursor, userID, convID, seq)
-	}
-	if err != nil {
-		return fmt.Errorf("move cursor of %d in %v: %w", userID, k, err)
-	}
-	return nil
 }

@@ -45,9 +45,25 @@ type Dialect struct {
 	// InsertConvIgnore inserts a conversation (group_id, a, b) with
 	// last_seq 0 unless it exists.
 	InsertConvIgnore string
-	// UpsertCursor sets the cursor (user_id, conv_id, seq) to the larger of
-	// its current value and seq, creating it when absent.
-	UpsertCursor string
+	// UpsertCursorTail ends an INSERT INTO cursors (user_id, conv_id, seq)
+	// VALUES ... so that an existing cursor becomes the larger of its value
+	// and the new seq ("ON CONFLICT ... DO UPDATE ...").
+	UpsertCursorTail string
+	// Greatest is the function giving the larger of two values (MAX in
+	// SQLite, GREATEST in MySQL).
+	Greatest string
+	// Exclusive is set when the store's writer connection is the only one
+	// writing the database (SQLite, where this process holds the file):
+	// the batch writer then keeps a cache of conversations' (id, last_seq)
+	// across transactions, checked with DataVersion, and runs its
+	// statements without a cancellation watcher each (the transaction
+	// keeps its timeout; SQLite's only waits are for locks, bounded by
+	// its busy timeout).
+	Exclusive bool
+	// DataVersion is a query of one integer that changes when another
+	// connection commits to the database (SQLite's PRAGMA data_version);
+	// required when Exclusive is set.
+	DataVersion string
 	// IsUnique reports a unique or primary key violation.
 	IsUnique func(error) bool
 	// IsForeignKey reports a foreign key violation.
@@ -115,6 +131,9 @@ type Store struct {
 	ws   *stmtCache // statements prepared on w
 	rs   *stmtCache // statements prepared on r
 
+	bsql  batchSQL   // the batch writer's multi-row statements
+	cache *convCache // conversations' (id, last_seq) when the dialect is Exclusive
+
 	stats struct {
 		batches, messages, dups, acks, failed atomic.Int64
 	}
@@ -140,6 +159,10 @@ func New(ctx context.Context, d *Dialect, w, r *sql.DB, opts Options) (*Store, e
 		ws:   newStmtCache(w),
 		rs:   newStmtCache(r),
 		reqs: make(chan *msgReq, opts.QueueSize),
+		bsql: newBatchSQL(d),
+	}
+	if d.Exclusive {
+		s.cache = newConvCache()
 	}
 	if r == w {
 		s.rs = s.ws
@@ -279,7 +302,7 @@ func (s *Store) tryTx(ctx context.Context, fn func(r runner) error) (err error) 
 			_ = tx.Rollback()
 		}
 	}()
-	if err = fn(runner{c: s.ws, tx: tx}); err != nil {
+	if err = fn(runner{c: s.ws, tx: tx, txs: make(map[string]*sql.Stmt)}); err != nil {
 		return err
 	}
 	if err = tx.Commit(); err != nil {
@@ -308,17 +331,30 @@ func (s *Store) queries() []string {
 		qIsMember, qDeleteMember, qMemberIDs, qSetOwner,
 		qDelGroupMsgs, qDelGroupCurs, qDelGroupConv, qDelGroupMems, qDelGroup,
 		qMembership, qGroupMembers, qUserGroups, qFindGroups,
-		qConvByKey, qConvByKey + s.d.ForUpdate, qMessagesRange, qMemberCursor, qDirectCursor, qMoveMemberCursor,
-		qMessageByCID, qInsertMessage, qInsertGroupMessage, qSetLastSeq,
-		s.d.InsertConvIgnore, s.d.UpsertCursor,
+		qConvByKey, qConvByKey + s.d.ForUpdate, qMessagesRange, qMemberCursor, qDirectCursor,
+		qMessageByCID, qInsertMessage, qInsertGroupMessage,
+		s.d.InsertConvIgnore,
 	}
+}
+
+// writerQueries lists the statements that only the batch writer runs.
+func (s *Store) writerQueries() []string {
+	q := s.bsql.all()
+	if s.d.DataVersion != "" {
+		q = append(q, s.d.DataVersion)
+	}
+	return q
 }
 
 // prepareAll prepares every statement on both pools, so that a transaction
 // never has to prepare one (see runner.stmt).
 func (s *Store) prepareAll(ctx context.Context) error {
 	for _, c := range []*stmtCache{s.ws, s.rs} {
-		for _, q := range s.queries() {
+		qs := s.queries()
+		if c == s.ws {
+			qs = append(qs, s.writerQueries()...)
+		}
+		for _, q := range qs {
 			if _, err := c.get(ctx, q); err != nil {
 				return s.errorf("prepare %q: %w", q, err)
 			}
@@ -376,22 +412,29 @@ func (c *stmtCache) close() {
 
 // runner runs prepared statements, inside tx when it is set.
 type runner struct {
-	c  *stmtCache
-	tx *sql.Tx
+	c   *stmtCache
+	tx  *sql.Tx
+	txs map[string]*sql.Stmt // the statements bound to tx so far
 }
 
 func (r runner) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
 	if r.tx != nil {
+		if st := r.txs[query]; st != nil {
+			return st, nil
+		}
 		// Preparing on the pool would wait for a free connection, and the
 		// transaction may hold the only one: a statement that New did not
 		// prepare is prepared on the transaction's connection instead.
-		if st := r.c.cached(query); st != nil {
-			return r.tx.StmtContext(ctx, st), nil
+		var st *sql.Stmt
+		if pst := r.c.cached(query); pst != nil {
+			st = r.tx.StmtContext(ctx, pst)
+		} else {
+			var err error
+			if st, err = r.tx.PrepareContext(ctx, query); err != nil {
+				return nil, fmt.Errorf("prepare: %w", err)
+			}
 		}
-		st, err := r.tx.PrepareContext(ctx, query)
-		if err != nil {
-			return nil, fmt.Errorf("prepare: %w", err)
-		}
+		r.txs[query] = st
 		return st, nil
 	}
 	return r.c.get(ctx, query)

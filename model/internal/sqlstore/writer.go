@@ -2,8 +2,6 @@ package sqlstore
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -29,7 +27,6 @@ WHERE m.sender = ? AND m.cid = ?`
 	qInsertMessage      = "INSERT INTO messages (conv_id, seq, sender, from_name, body, cid, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?)"
 	qInsertGroupMessage = `INSERT INTO messages (conv_id, seq, sender, from_name, body, cid, sent_at)
 SELECT ?, ?, ?, ?, ?, ?, ? FROM group_members WHERE group_id = ? AND user_id = ?`
-	qSetLastSeq  = "UPDATE convs SET last_seq = ? WHERE id = ?"
 	maxCIDBytes  = 255
 	maxBodyBytes = 1 << 20
 )
@@ -150,13 +147,14 @@ func (s *Store) writer() {
 	defer s.wg.Done()
 	linger := false
 	batch := make([]*msgReq, 0, s.opts.MaxBatch)
+	st := newBatchState()
 	for {
 		first, ok := <-s.reqs
 		if !ok {
 			return
 		}
 		batch = s.gather(append(batch[:0], first), linger)
-		s.runBatch(batch)
+		s.runBatch(batch, st)
 		linger = len(batch) > 1
 		clear(batch)
 	}
@@ -207,7 +205,7 @@ func (s *Store) gather(batch []*msgReq, linger bool) []*msgReq {
 
 // runBatch stores the live requests of batch in one transaction and answers
 // them all.
-func (s *Store) runBatch(batch []*msgReq) {
+func (s *Store) runBatch(batch []*msgReq, st *batchState) {
 	live := batch[:0:0]
 	for _, q := range batch {
 		if err := q.ctx.Err(); err != nil {
@@ -230,8 +228,21 @@ func (s *Store) runBatch(batch []*msgReq) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.TxTimeout)
 	defer cancel()
+	stmtCtx := ctx
+	if s.d.Exclusive {
+		stmtCtx = context.WithoutCancel(ctx)
+	}
 	results := make([]msgRes, len(live))
-	err := s.retryTx(ctx, func(r runner) error { return s.storeBatch(ctx, r, live, results) })
+	attempt := 0
+	err := s.retryTx(ctx, func(r runner) error {
+		if attempt++; attempt > 1 && s.cache != nil {
+			s.cache.clear() // the last attempt's commit failed after storing in it
+		}
+		return s.storeBatch(stmtCtx, r, live, results, st)
+	})
+	if err != nil && s.cache != nil {
+		s.cache.clear()
+	}
 	s.stats.batches.Add(1)
 	if err != nil {
 		s.stats.failed.Add(int64(len(live)))
@@ -250,165 +261,4 @@ func (s *Store) runBatch(batch []*msgReq) {
 		}
 		q.res <- results[i]
 	}
-}
-
-// convState is a conversation locked by the batch transaction.
-type convState struct {
-	id, last int64
-	dirty    bool
-}
-
-// storeBatch stores reqs in the transaction of r, filling results. An error
-// it returns fails the whole transaction.
-func (s *Store) storeBatch(ctx context.Context, r runner, reqs []*msgReq, results []msgRes) error {
-	convs := make(map[key]*convState)
-	order := make([]*convState, 0, 4)
-	for i, q := range reqs {
-		var res msgRes
-		var err error
-		if q.acks != nil {
-			res, err = s.ackOne(ctx, r, q, convs)
-		} else {
-			res, err = s.storeOne(ctx, r, q, convs, &order)
-		}
-		if err != nil {
-			return err
-		}
-		results[i] = res
-	}
-	for _, c := range order {
-		if !c.dirty {
-			continue
-		}
-		if _, err := r.exec(ctx, qSetLastSeq, c.last, c.id); err != nil {
-			return fmt.Errorf("set last seq: %w", err)
-		}
-	}
-	return nil
-}
-
-// byCID looks for the sender's message with the request's cid: found with
-// the request's result (the original, or ErrCIDConflict) when there is one.
-func (s *Store) byCID(ctx context.Context, r runner, q *msgReq) (msgRes, bool, error) {
-	var k key
-	m := model.Message{From: q.m.From, CID: q.m.CID}
-	err := r.row(ctx, qMessageByCID, q.m.From, q.m.CID).Scan(&k.g, &k.a, &k.b, &m.Seq, &m.FromName, &m.Body, &m.Time)
-	if errors.Is(err, sql.ErrNoRows) {
-		return msgRes{}, false, nil
-	}
-	if err != nil {
-		return msgRes{}, false, fmt.Errorf("look up cid: %w", err)
-	}
-	if k != q.k || m.Body != q.m.Body {
-		return msgRes{err: fmt.Errorf("sender %d cid %q is message %d of %v: %w",
-			q.m.From, q.m.CID, m.Seq, k, model.ErrCIDConflict)}, true, nil
-	}
-	m.Conv = k.conv()
-	return msgRes{msg: m, dup: true}, true, nil
-}
-
-// storeOne stores one request. A result's err is the request's own
-// failure; the returned error fails the transaction.
-//
-// The common case costs a conversation lock (once per batch), the INSERT
-// (for a group an INSERT ... SELECT from the sender's membership row, so
-// that it is also the membership check) and the cursor move: a retried cid
-// is found by the INSERT's unique violation on (sender, cid), and only then
-// looked up.
-func (s *Store) storeOne(ctx context.Context, r runner, q *msgReq, convs map[key]*convState, order *[]*convState) (msgRes, error) {
-	c := convs[q.k]
-	if c == nil {
-		id, last, found, err := s.convRow(ctx, r, q.k, true)
-		if err != nil {
-			return msgRes{}, fmt.Errorf("lock %v: %w", q.k, err)
-		}
-		if !found {
-			if q.k.g != 0 { // a deleted group's messages went with it
-				return msgRes{err: fmt.Errorf("%v: %w", q.k, model.ErrNotFound)}, nil
-			}
-			if _, err := r.exec(ctx, s.d.InsertConvIgnore, 0, q.k.a, q.k.b); err != nil {
-				return msgRes{}, fmt.Errorf("create %v: %w", q.k, err)
-			}
-			if id, last, found, err = s.convRow(ctx, r, q.k, true); err != nil || !found {
-				return msgRes{}, fmt.Errorf("lock new %v: found %v: %w", q.k, found, err)
-			}
-		}
-		c = &convState{id: id, last: last}
-		convs[q.k] = c
-		*order = append(*order, c)
-	}
-	if q.k.g == 0 && q.m.From != q.k.a && q.m.From != q.k.b {
-		return msgRes{err: fmt.Errorf("user %d in %v: %w", q.m.From, q.k, model.ErrForbidden)}, nil
-	}
-	m := model.Message{Conv: q.k.conv(), Seq: c.last + 1, From: q.m.From, FromName: q.m.FromName,
-		Body: q.m.Body, CID: q.m.CID, Time: q.m.Time}
-	var res sql.Result
-	var err error
-	if q.k.g != 0 { // inserted only when the sender is a member
-		res, err = r.exec(ctx, qInsertGroupMessage, c.id, m.Seq, m.From, m.FromName, m.Body, m.CID, m.Time, q.k.g, m.From)
-	} else {
-		res, err = r.exec(ctx, qInsertMessage, c.id, m.Seq, m.From, m.FromName, m.Body, m.CID, m.Time)
-	}
-	if err != nil {
-		switch {
-		case s.d.IsUnique(err): // the cid is taken: a retry, or a conflict
-			res, found, err2 := s.byCID(ctx, r, q)
-			if err2 != nil || found {
-				return res, err2
-			}
-			return msgRes{}, fmt.Errorf("insert message: %w", err)
-		case s.d.IsForeignKey(err):
-			return msgRes{err: fmt.Errorf("sender %d: %w", q.m.From, model.ErrNotFound)}, nil
-		}
-		return msgRes{}, fmt.Errorf("insert message: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return msgRes{}, fmt.Errorf("insert message: %w", err)
-	} else if n == 0 { // not a member
-		// A retry of a message stored before the sender left still gets
-		// the original.
-		if res, found, err := s.byCID(ctx, r, q); err != nil || (found && res.dup) {
-			return res, err
-		}
-		return msgRes{err: fmt.Errorf("user %d in %v: %w", q.m.From, q.k, model.ErrForbidden)}, nil
-	}
-	c.last, c.dirty = m.Seq, true
-	if err := s.moveCursor(ctx, r, m.From, q.k, c.id, m.Seq); err != nil {
-		return msgRes{}, err
-	}
-	return msgRes{msg: m}, nil
-}
-
-// ackOne runs one AckMessages call: it checks every conversation, then
-// moves the cursors, or none when one check fails. A conversation that the
-// batch has locked gives its last seq from convs.
-func (s *Store) ackOne(ctx context.Context, r runner, q *msgReq, convs map[key]*convState) (msgRes, error) {
-	ids := make([]int64, len(q.acks))
-	for i, a := range q.acks {
-		var last int64
-		if c := convs[a.k]; c != nil {
-			ids[i], last = c.id, c.last
-		} else {
-			id, l, found, err := s.convRow(ctx, r, a.k, false)
-			if err != nil {
-				return msgRes{}, fmt.Errorf("read %v: %w", a.k, err)
-			}
-			if !found && a.k.g != 0 {
-				return msgRes{err: fmt.Errorf("%v: %w", a.k, model.ErrNotFound)}, nil
-			}
-			ids[i], last = id, l
-		}
-		if a.seq > last {
-			return msgRes{err: fmt.Errorf("%v: seq %d beyond %d: %w", a.k, a.seq, last, model.ErrSeqBeyond)}, nil
-		}
-	}
-	for i, a := range q.acks {
-		if a.seq <= 0 {
-			continue
-		}
-		if err := s.moveCursor(ctx, r, q.user, a.k, ids[i], a.seq); err != nil {
-			return msgRes{}, err
-		}
-	}
-	return msgRes{}, nil
 }

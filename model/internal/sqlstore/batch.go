@@ -1,0 +1,633 @@
+package sqlstore
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+
+	"clusterchat/model"
+)
+
+// One batch transaction. A batch of n messages costs a handful of
+// statements, not 4n: the conversations are read (SQLite: from the
+// conversation cache) or locked (MySQL: SELECT ... FOR UPDATE, in key
+// order), a group's senders are checked with one SELECT, the messages go in
+// with multi-row INSERTs, the cursors move with one multi-row upsert (a
+// group's with one UPDATE) and last_seq with one UPDATE for all the batch's
+// conversations. Multi-row statements are prepared for 1, 4, 16, 64 and 256
+// rows and a batch is cut into such chunks.
+//
+// A multi-row INSERT that fails on a unique key (a retried cid, or one used
+// for another message) or a foreign key (a sender that does not exist) is
+// undone by the database as a whole; its chunk is then stored row by row,
+// as the writer did before, so that the culprit gets its own result and the
+// others keep consecutive seqs.
+//
+// Measured with `go test -run '^$' -bench StoreMessage/sync=NORMAL -count 5
+// ./model/sqlite` on the 2-core box (see the package doc of model/sqlite for
+// the figures).
+
+// chunkSizes are the row counts of the prepared multi-row statements,
+// powers of 4 (few statements to prepare on each MySQL connection, at most
+// 3 per size in a chunked run).
+var chunkSizes = [...]int{1, 4, 16, 64, 256}
+
+// chunk returns the size of the next chunk of a run of n > 0 rows: the
+// largest prepared size that is at most n.
+func chunk(n int) int {
+	for i := len(chunkSizes) - 1; i > 0; i-- {
+		if chunkSizes[i] <= n {
+			return chunkSizes[i]
+		}
+	}
+	return 1
+}
+
+// sizeIndex returns i with chunkSizes[i] == n.
+func sizeIndex(n int) int {
+	for i, c := range chunkSizes {
+		if c == n {
+			return i
+		}
+	}
+	panic(fmt.Sprintf("sqlstore: no statement for %d rows", n))
+}
+
+// batchSQL holds the multi-row statements for each size in chunkSizes.
+type batchSQL struct {
+	insertMsgs   []string // (conv_id, seq, sender, from_name, body, cid, sent_at) x n
+	upsertCursor []string // (user_id, conv_id, seq) x n
+	setLastSeq   []string // (id, last_seq) x n, then the ids
+	members      []string // group_id, then user_id x n
+	moveMembers  []string // (user_id, cur) x n, group_id, then the user_ids
+}
+
+func repeatJoin(s string, n int) string {
+	return strings.TrimSuffix(strings.Repeat(s+", ", n), ", ")
+}
+
+func newBatchSQL(d *Dialect) batchSQL {
+	var b batchSQL
+	for _, n := range chunkSizes {
+		b.insertMsgs = append(b.insertMsgs,
+			"INSERT INTO messages (conv_id, seq, sender, from_name, body, cid, sent_at) VALUES "+repeatJoin("(?, ?, ?, ?, ?, ?, ?)", n))
+		b.upsertCursor = append(b.upsertCursor,
+			"INSERT INTO cursors (user_id, conv_id, seq) VALUES "+repeatJoin("(?, ?, ?)", n)+" "+d.UpsertCursorTail)
+		b.setLastSeq = append(b.setLastSeq,
+			"UPDATE convs SET last_seq = CASE id"+strings.Repeat(" WHEN ? THEN ?", n)+" END WHERE id IN ("+repeatJoin("?", n)+")")
+		b.members = append(b.members,
+			"SELECT user_id FROM group_members WHERE group_id = ? AND user_id IN ("+repeatJoin("?", n)+")")
+		b.moveMembers = append(b.moveMembers,
+			"UPDATE group_members SET cur = "+d.Greatest+"(cur, CASE user_id"+strings.Repeat(" WHEN ? THEN ?", n)+
+				" END) WHERE group_id = ? AND user_id IN ("+repeatJoin("?", n)+")")
+	}
+	return b
+}
+
+func (b batchSQL) all() []string {
+	var out []string
+	for _, l := range [][]string{b.insertMsgs, b.upsertCursor, b.setLastSeq, b.members, b.moveMembers} {
+		out = append(out, l...)
+	}
+	return out
+}
+
+// convState is a conversation read or locked by the batch transaction.
+type convState struct {
+	k        key
+	id, last int64
+	plan     int64 // the last seq handed out to the chunk being built
+	dirty    bool
+}
+
+// memberKey names a group member.
+type memberKey struct{ g, user int64 }
+
+// directCursor is a direct conversation's cursor to move.
+type directCursor struct{ user, conv int64 }
+
+// batchState is a writer goroutine's reusable scratch space.
+type batchState struct {
+	convs   map[key]*convState
+	order   []*convState
+	pending []int // indexes of the messages to insert in multi-row chunks
+	conv    []*convState
+	members map[memberKey]bool // group senders checked by this batch
+	direct  map[directCursor]int64
+	group   map[memberKey]int64
+	args    []any
+	ids     []int64
+}
+
+func newBatchState() *batchState {
+	return &batchState{
+		convs:   make(map[key]*convState),
+		members: make(map[memberKey]bool),
+		direct:  make(map[directCursor]int64),
+		group:   make(map[memberKey]int64),
+	}
+}
+
+func (b *batchState) reset(n int) {
+	clear(b.convs)
+	clear(b.order)
+	b.order = b.order[:0]
+	b.pending = b.pending[:0]
+	clear(b.conv)
+	if cap(b.conv) < n {
+		b.conv = make([]*convState, n)
+	}
+	b.conv = b.conv[:n]
+	clear(b.members)
+	clear(b.direct)
+	clear(b.group)
+	clear(b.args)
+	b.args = b.args[:0]
+}
+
+// moveCursor notes that user's cursor in c moves to max(cursor, seq) when
+// the batch flushes its cursors.
+func (b *batchState) moveCursor(user int64, c *convState, seq int64) {
+	if c.k.g != 0 {
+		mk := memberKey{c.k.g, user}
+		b.group[mk] = max(b.group[mk], seq)
+		return
+	}
+	dk := directCursor{user, c.id}
+	b.direct[dk] = max(b.direct[dk], seq)
+}
+
+// storeBatch stores reqs in the transaction of r, filling results. An error
+// it returns fails the whole transaction (and leaves results to be
+// overwritten by the next attempt).
+func (s *Store) storeBatch(ctx context.Context, r runner, reqs []*msgReq, results []msgRes, b *batchState) error {
+	b.reset(len(reqs))
+	clear(results)
+	if s.cache != nil {
+		if err := s.cache.check(ctx, r, s.d.DataVersion); err != nil {
+			return err
+		}
+	}
+	// The conversations, in key order (reqs are sorted), and the checks
+	// that need no statement of their own.
+	for i, q := range reqs {
+		if q.acks != nil {
+			continue
+		}
+		c, res, err := s.batchConv(ctx, r, q.k, b)
+		if err != nil {
+			return err
+		}
+		if res.err != nil {
+			results[i] = res
+			continue
+		}
+		if q.k.g == 0 && q.m.From != q.k.a && q.m.From != q.k.b {
+			results[i] = msgRes{err: fmt.Errorf("user %d in %v: %w", q.m.From, q.k, model.ErrForbidden)}
+			continue
+		}
+		b.conv[i] = c
+	}
+	if err := s.checkSenders(ctx, r, reqs, b); err != nil {
+		return err
+	}
+	for i, q := range reqs {
+		c := b.conv[i]
+		if c == nil {
+			continue
+		}
+		if q.k.g != 0 && !b.members[memberKey{q.k.g, q.m.From}] {
+			// Not a member: the row-by-row path tells a retry of a message
+			// stored before the sender left from a forbidden one.
+			res, err := s.storeRow(ctx, r, q, c, b)
+			if err != nil {
+				return err
+			}
+			results[i] = res
+			continue
+		}
+		b.pending = append(b.pending, i)
+	}
+	if err := s.insertPending(ctx, r, reqs, results, b); err != nil {
+		return err
+	}
+	for i, q := range reqs {
+		if q.acks == nil {
+			continue
+		}
+		res, err := s.ackOne(ctx, r, q, b)
+		if err != nil {
+			return err
+		}
+		results[i] = res
+	}
+	if err := s.flushCursors(ctx, r, b); err != nil {
+		return err
+	}
+	if err := s.flushLastSeqs(ctx, r, b); err != nil {
+		return err
+	}
+	if s.cache != nil {
+		// Still inside the transaction, which holds the only writer
+		// connection: nothing else can change a conversation before the
+		// commit (runBatch clears the cache when the commit fails).
+		s.cache.store(b.order)
+	}
+	return nil
+}
+
+// batchConv returns the batch's state of the conversation k, reading it
+// (SQLite: from the cache), locking it and creating a direct one as
+// needed. A missing group is the request's own ErrNotFound.
+func (s *Store) batchConv(ctx context.Context, r runner, k key, b *batchState) (*convState, msgRes, error) {
+	if c := b.convs[k]; c != nil {
+		return c, msgRes{}, nil
+	}
+	var id, last int64
+	found := false
+	if s.cache != nil {
+		id, last, found = s.cache.get(k)
+	}
+	if !found {
+		var err error
+		id, last, found, err = s.convRow(ctx, r, k, true)
+		if err != nil {
+			return nil, msgRes{}, fmt.Errorf("lock %v: %w", k, err)
+		}
+	}
+	if !found {
+		if k.g != 0 { // a deleted group's messages went with it
+			return nil, msgRes{err: fmt.Errorf("%v: %w", k, model.ErrNotFound)}, nil
+		}
+		if _, err := r.exec(ctx, s.d.InsertConvIgnore, 0, k.a, k.b); err != nil {
+			return nil, msgRes{}, fmt.Errorf("create %v: %w", k, err)
+		}
+		var err error
+		if id, last, found, err = s.convRow(ctx, r, k, true); err != nil || !found {
+			return nil, msgRes{}, fmt.Errorf("lock new %v: found %v: %w", k, found, err)
+		}
+	}
+	c := &convState{k: k, id: id, last: last, plan: last}
+	b.convs[k] = c
+	b.order = append(b.order, c)
+	return c, msgRes{}, nil
+}
+
+// checkSenders fills b.members with the senders of the batch's group
+// messages that are members, one SELECT per group (and chunk). The group's
+// row is locked (or the transaction exclusive), and every membership change
+// locks it too, so the answer holds until the commit.
+func (s *Store) checkSenders(ctx context.Context, r runner, reqs []*msgReq, b *batchState) error {
+	for lo := 0; lo < len(reqs); {
+		q := reqs[lo]
+		if q.acks != nil || q.k.g == 0 || b.conv[lo] == nil {
+			lo++
+			continue
+		}
+		g := q.k.g
+		b.ids = b.ids[:0]
+		hi := lo
+		for ; hi < len(reqs) && reqs[hi].acks == nil && reqs[hi].k.g == g; hi++ {
+			if b.conv[hi] == nil {
+				continue
+			}
+			mk := memberKey{g, reqs[hi].m.From}
+			if _, seen := b.members[mk]; !seen {
+				b.members[mk] = false
+				b.ids = append(b.ids, mk.user)
+			}
+		}
+		lo = hi
+		for ids := b.ids; len(ids) > 0; {
+			n := chunk(len(ids))
+			b.args = append(b.args[:0], g)
+			for _, id := range ids[:n] {
+				b.args = append(b.args, id)
+			}
+			rows := r.query(ctx, s.bsql.members[sizeIndex(n)], b.args...)
+			if rows.err != nil {
+				return fmt.Errorf("check members of group %d: %w", g, rows.err)
+			}
+			for rows.rows.Next() {
+				var id int64
+				if err := rows.rows.Scan(&id); err != nil {
+					rows.rows.Close()
+					return fmt.Errorf("check members of group %d: %w", g, err)
+				}
+				b.members[memberKey{g, id}] = true
+			}
+			err := rows.rows.Err()
+			rows.rows.Close()
+			if err != nil {
+				return fmt.Errorf("check members of group %d: %w", g, err)
+			}
+			ids = ids[n:]
+		}
+	}
+	return nil
+}
+
+// insertPending inserts the messages of b.pending, in order, with
+// multi-row INSERTs; a chunk that breaks a key is stored row by row.
+func (s *Store) insertPending(ctx context.Context, r runner, reqs []*msgReq, results []msgRes, b *batchState) error {
+	for p := b.pending; len(p) > 0; {
+		n := chunk(len(p))
+		part := p[:n]
+		p = p[n:]
+		b.args = b.args[:0]
+		for _, i := range part {
+			q, c := reqs[i], b.conv[i]
+			c.plan++
+			b.args = append(b.args, c.id, c.plan, q.m.From, q.m.FromName, q.m.Body, q.m.CID, q.m.Time)
+		}
+		_, err := r.exec(ctx, s.bsql.insertMsgs[sizeIndex(n)], b.args...)
+		if err != nil && !s.d.IsUnique(err) && !s.d.IsForeignKey(err) {
+			return fmt.Errorf("insert %d messages: %w", n, err)
+		}
+		if err != nil { // nothing of the chunk was stored: row by row
+			for _, i := range part {
+				b.conv[i].plan = b.conv[i].last
+			}
+			for _, i := range part {
+				res, err := s.storeRow(ctx, r, reqs[i], b.conv[i], b)
+				if err != nil {
+					return err
+				}
+				results[i] = res
+			}
+			continue
+		}
+		for _, i := range part {
+			q, c := reqs[i], b.conv[i]
+			c.last++
+			c.dirty = true
+			results[i] = msgRes{msg: model.Message{Conv: q.k.conv(), Seq: c.last, From: q.m.From,
+				FromName: q.m.FromName, Body: q.m.Body, CID: q.m.CID, Time: q.m.Time}}
+			b.moveCursor(q.m.From, c, c.last)
+		}
+	}
+	return nil
+}
+
+// storeRow stores one message by itself. A result's err is the request's
+// own failure; the returned error fails the transaction.
+//
+// For a group it is an INSERT ... SELECT from the sender's membership row,
+// so that it is also the membership check. A retried cid is found by the
+// INSERT's unique violation on (sender, cid), and only then looked up.
+func (s *Store) storeRow(ctx context.Context, r runner, q *msgReq, c *convState, b *batchState) (msgRes, error) {
+	m := model.Message{Conv: q.k.conv(), Seq: c.last + 1, From: q.m.From, FromName: q.m.FromName,
+		Body: q.m.Body, CID: q.m.CID, Time: q.m.Time}
+	var res sql.Result
+	var err error
+	if q.k.g != 0 { // inserted only when the sender is a member
+		res, err = r.exec(ctx, qInsertGroupMessage, c.id, m.Seq, m.From, m.FromName, m.Body, m.CID, m.Time, q.k.g, m.From)
+	} else {
+		res, err = r.exec(ctx, qInsertMessage, c.id, m.Seq, m.From, m.FromName, m.Body, m.CID, m.Time)
+	}
+	if err != nil {
+		switch {
+		case s.d.IsUnique(err): // the cid is taken: a retry, or a conflict
+			res, found, err2 := s.byCID(ctx, r, q)
+			if err2 != nil || found {
+				return res, err2
+			}
+			return msgRes{}, fmt.Errorf("insert message: %w", err)
+		case s.d.IsForeignKey(err):
+			return msgRes{err: fmt.Errorf("sender %d: %w", q.m.From, model.ErrNotFound)}, nil
+		}
+		return msgRes{}, fmt.Errorf("insert message: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return msgRes{}, fmt.Errorf("insert message: %w", err)
+	} else if n == 0 { // not a member
+		// A retry of a message stored before the sender left still gets
+		// the original.
+		if res, found, err := s.byCID(ctx, r, q); err != nil || (found && res.dup) {
+			return res, err
+		}
+		return msgRes{err: fmt.Errorf("user %d in %v: %w", q.m.From, q.k, model.ErrForbidden)}, nil
+	}
+	c.last, c.plan, c.dirty = m.Seq, m.Seq, true
+	b.moveCursor(m.From, c, m.Seq)
+	return msgRes{msg: m}, nil
+}
+
+// byCID looks for the sender's message with the request's cid: found with
+// the request's result (the original, or ErrCIDConflict) when there is one.
+func (s *Store) byCID(ctx context.Context, r runner, q *msgReq) (msgRes, bool, error) {
+	var k key
+	m := model.Message{From: q.m.From, CID: q.m.CID}
+	err := r.row(ctx, qMessageByCID, q.m.From, q.m.CID).Scan(&k.g, &k.a, &k.b, &m.Seq, &m.FromName, &m.Body, &m.Time)
+	if errors.Is(err, sql.ErrNoRows) {
+		return msgRes{}, false, nil
+	}
+	if err != nil {
+		return msgRes{}, false, fmt.Errorf("look up cid: %w", err)
+	}
+	if k != q.k || m.Body != q.m.Body {
+		return msgRes{err: fmt.Errorf("sender %d cid %q is message %d of %v: %w",
+			q.m.From, q.m.CID, m.Seq, k, model.ErrCIDConflict)}, true, nil
+	}
+	m.Conv = k.conv()
+	return msgRes{msg: m, dup: true}, true, nil
+}
+
+// ackOne runs one AckMessages call: it checks every conversation, then
+// notes the cursor moves, or none when one check fails. A conversation
+// that the batch has read gives its last seq (after the batch's messages).
+func (s *Store) ackOne(ctx context.Context, r runner, q *msgReq, b *batchState) (msgRes, error) {
+	states := make([]*convState, len(q.acks))
+	for i, a := range q.acks {
+		c := b.convs[a.k]
+		if c == nil {
+			var id, last int64
+			found := false
+			if s.cache != nil {
+				id, last, found = s.cache.get(a.k)
+			}
+			if !found {
+				var err error
+				if id, last, found, err = s.convRow(ctx, r, a.k, false); err != nil {
+					return msgRes{}, fmt.Errorf("read %v: %w", a.k, err)
+				}
+			}
+			if !found && a.k.g != 0 {
+				return msgRes{err: fmt.Errorf("%v: %w", a.k, model.ErrNotFound)}, nil
+			}
+			c = &convState{k: a.k, id: id, last: last, plan: last}
+			if found { // read, not locked: right until the commit for this use
+				b.convs[a.k] = c
+				b.order = append(b.order, c)
+			}
+		}
+		if a.seq > c.last {
+			return msgRes{err: fmt.Errorf("%v: seq %d beyond %d: %w", a.k, a.seq, c.last, model.ErrSeqBeyond)}, nil
+		}
+		states[i] = c
+	}
+	for i, a := range q.acks {
+		if a.seq > 0 {
+			b.moveCursor(q.user, states[i], a.seq)
+		}
+	}
+	return msgRes{}, nil
+}
+
+// flushCursors moves the cursors noted by the batch: the direct ones with
+// multi-row upserts, a group's members with one UPDATE (per chunk).
+func (s *Store) flushCursors(ctx context.Context, r runner, b *batchState) error {
+	if len(b.direct) > 0 {
+		keys := make([]directCursor, 0, len(b.direct))
+		for k := range b.direct {
+			keys = append(keys, k)
+		}
+		// One order of row locks in every transaction (MySQL).
+		slices.SortFunc(keys, func(x, y directCursor) int {
+			return cmp.Or(cmp.Compare(x.user, y.user), cmp.Compare(x.conv, y.conv))
+		})
+		for len(keys) > 0 {
+			n := chunk(len(keys))
+			b.args = b.args[:0]
+			for _, k := range keys[:n] {
+				b.args = append(b.args, k.user, k.conv, b.direct[k])
+			}
+			if _, err := r.exec(ctx, s.bsql.upsertCursor[sizeIndex(n)], b.args...); err != nil {
+				return fmt.Errorf("move %d cursors: %w", n, err)
+			}
+			keys = keys[n:]
+		}
+	}
+	if len(b.group) == 0 {
+		return nil
+	}
+	byGroup := make(map[int64][]int64)
+	for mk := range b.group {
+		byGroup[mk.g] = append(byGroup[mk.g], mk.user)
+	}
+	groups := make([]int64, 0, len(byGroup))
+	for g := range byGroup {
+		groups = append(groups, g)
+	}
+	slices.Sort(groups)
+	for _, g := range groups {
+		users := byGroup[g]
+		slices.Sort(users)
+		for len(users) > 0 {
+			n := chunk(len(users))
+			b.args = b.args[:0]
+			for _, u := range users[:n] {
+				b.args = append(b.args, u, b.group[memberKey{g, u}])
+			}
+			b.args = append(b.args, g)
+			for _, u := range users[:n] {
+				b.args = append(b.args, u)
+			}
+			if _, err := r.exec(ctx, s.bsql.moveMembers[sizeIndex(n)], b.args...); err != nil {
+				return fmt.Errorf("move %d cursors in group %d: %w", n, g, err)
+			}
+			users = users[n:]
+		}
+	}
+	return nil
+}
+
+// flushLastSeqs writes the last seq of every conversation that got
+// messages, with one UPDATE per chunk.
+func (s *Store) flushLastSeqs(ctx context.Context, r runner, b *batchState) error {
+	b.ids = b.ids[:0]
+	for i, c := range b.order {
+		if c.dirty {
+			b.ids = append(b.ids, int64(i))
+		}
+	}
+	for idx := b.ids; len(idx) > 0; {
+		n := chunk(len(idx))
+		b.args = b.args[:0]
+		for _, i := range idx[:n] {
+			b.args = append(b.args, b.order[i].id, b.order[i].last)
+		}
+		for _, i := range idx[:n] {
+			b.args = append(b.args, b.order[i].id)
+		}
+		if _, err := r.exec(ctx, s.bsql.setLastSeq[sizeIndex(n)], b.args...); err != nil {
+			return fmt.Errorf("set last seq of %d conversations: %w", n, err)
+		}
+		idx = idx[n:]
+	}
+	return nil
+}
+
+// maxCachedConvs bounds the conversation cache; past it, it starts over.
+const maxCachedConvs = 1 << 20
+
+// convCache maps conversations to their (id, last_seq) across batch
+// transactions, for a dialect whose writer connection is the database's
+// only writer (SQLite): there last_seq changes only by the batches, which
+// keep the cache up to date inside their transactions, and a conversation
+// row goes only with its group (dropGroup forgets it). Should another
+// connection (another process) write the file anyway, its data_version
+// changes and the next batch starts with an empty cache, so the cache is
+// exact either way.
+type convCache struct {
+	mu      sync.Mutex
+	m       map[key]convEntry
+	version int64
+	known   bool
+}
+
+type convEntry struct{ id, last int64 }
+
+func newConvCache() *convCache { return &convCache{m: make(map[key]convEntry)} }
+
+// check clears the cache when another connection has written the database
+// since the last batch. It runs inside the batch transaction.
+func (c *convCache) check(ctx context.Context, r runner, query string) error {
+	var v int64
+	if err := r.row(ctx, query).Scan(&v); err != nil {
+		return fmt.Errorf("read data version: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.known || v != c.version {
+		clear(c.m)
+		c.version, c.known = v, true
+	}
+	return nil
+}
+
+func (c *convCache) get(k key) (id, last int64, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.m[k]
+	return e.id, e.last, ok
+}
+
+func (c *convCache) store(states []*convState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m)+len(states) > maxCachedConvs {
+		clear(c.m)
+	}
+	for _, st := range states {
+		c.m[st.k] = convEntry{st.id, st.last}
+	}
+}
+
+func (c *convCache) forget(k key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, k)
+}
+
+func (c *convCache) clear() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	clear(c.m)
+	c.known = false
+}

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +145,17 @@ func testLogin401(t *testing.T, e *env) {
 		{"name": " " + u.Name, "password": u.Password},
 	} {
 		r := c.Err(1, f, 401)
+		msgs = append(msgs, r.Get("errmsg").String())
+	}
+	// A lone surrogate breaks the text rules too: wrong credentials.
+	for _, raw := range []string{
+		`{"msgid":1,"reqid":5,"name":"a\ud800b","password":"password123"}`,
+		fmt.Sprintf(`{"msgid":1,"reqid":5,"id":%d,"password":"pass\udc00word"}`, u.ID),
+	} {
+		r := c.RawReq(raw)
+		if r.Get("msgid").Int() != 101 || r.Get("errno").Int() != 401 {
+			t.Errorf("LOGIN %s: want response 101 errno 401, got %s", raw, r.Raw)
+		}
 		msgs = append(msgs, r.Get("errmsg").String())
 	}
 	for i, m := range msgs {

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -122,6 +123,7 @@ func (ci *clusterInfra) start(t *testing.T, direct bool, flags ...string) *clust
 			Upstreams:     []string{c.servers[0].Addr(), c.servers[1].Addr()},
 			ProxyProtocol: true,
 			FailTimeout:   2 * time.Second,
+			Template:      os.Getenv("E2E_NGINX_TEMPLATE"), // empty: the project's nginx/nginx.conf
 		})
 	}
 	return c

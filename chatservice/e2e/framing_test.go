@@ -299,3 +299,55 @@ func testPing(t *testing.T, e *env) {
 		t.Errorf("PING time %d is %v away from now (want Unix milliseconds)", r.Get("time").Int(), d)
 	}
 }
+
+// Abrupt closes (RST, mid-frame, with requests in flight) do not hurt the
+// server: it keeps serving (a crash would also show in its log).
+func testAbruptClose(t *testing.T, e *env) {
+	u := e.reg(t)
+	for i := range 20 {
+		c := e.dial(t, fmt.Sprintf("abrupt%d", i))
+		var buf []byte
+		buf = append(buf, FrameBytes(Encode(1, 1, M{"id": u.ID, "password": u.Password}))...)
+		for k := range 30 {
+			buf = append(buf, FrameBytes(Encode(15, int64(k+2), nil))...)
+		}
+		switch i % 4 {
+		case 0: // requests in flight, then RST
+		case 1: // a frame cut in the middle
+			buf = append(buf, FrameBytes(Encode(4, 99, M{"pad": strings.Repeat("x", 500)}))[:200]...)
+		case 2: // a header only
+			buf = append(buf, 0, 0, 1, 0)
+		case 3: // a bad frame last
+			buf = append(buf, FrameBytes([]byte("{"))...)
+		}
+		c.WriteRaw(buf)
+		if tc, ok := c.conn.(interface{ SetLinger(int) error }); ok {
+			_ = tc.SetLinger(0) // close with RST
+		}
+		c.Close()
+	}
+	c := e.login(t, u, "after")
+	c.OK(15, nil)
+	c.OK(4, nil)
+}
+
+// A half-closed client (FIN after its requests) still gets every response.
+func testHalfClose(t *testing.T, e *env) {
+	c := e.dial(t, "half")
+	var buf []byte
+	for k := range 5 {
+		buf = append(buf, FrameBytes(Encode(4, int64(k+1), nil))...)
+	}
+	c.WriteRaw(buf)
+	c.CloseWrite()
+	for k := range 5 {
+		f, err := c.TakeE(ReqTimeout, IsResponse)
+		if err != nil {
+			t.Fatalf("after a half-close, response %d of 5: %v (every request gets exactly one response)", k+1, err)
+		}
+		if f.MsgID() != 104 || f.JSON.Get("reqid").Int() != int64(k+1) {
+			t.Errorf("response %d: %s", k+1, f.Body)
+		}
+	}
+	c.ExpectClosed(5 * time.Second)
+}

@@ -71,6 +71,8 @@ var suiteCases = []suiteCase{
 	{"framing", "unknown_msgid", testUnknownMsgID},
 	{"framing", "unknown_fields_ignored", testUnknownFieldsIgnored},
 	{"framing", "ping", testPing},
+	{"framing", "abrupt_close", testAbruptClose},
+	{"framing", "half_close_gets_responses", testHalfClose},
 	// REG / LOGIN / LOGOUT (§3)
 	{"auth", "reg", testReg},
 	{"auth", "reg_bad_shape", testRegBadShape},

@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tidwall/gjson"
+
+	"clusterchat/internal/testenv"
 )
 
 // conv names a conversation in the fault workload: a group, or the pair of
@@ -451,6 +454,28 @@ func testFaults(t *testing.T, ci *clusterInfra) {
 		checkLivePush(t, c)
 		checkResync(t, c)
 	})
+	t.Run("balancer_dies", func(t *testing.T) {
+		c := ci.start(t, false)
+		w := newWorkload(t, c.Addrs()[0], 4)
+		w.start(t)
+		defer w.finish()
+		w.waitAcks(t, time.Now(), 40, 20*time.Second)
+		old := c.nginx
+		if err := old.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second) // clients find nothing listening
+		c.nginx = testenv.NginxForTest(t, testenv.NginxConfig{
+			Listen:        old.Port,
+			Upstreams:     []string{c.servers[0].Addr(), c.servers[1].Addr()},
+			ProxyProtocol: true,
+			FailTimeout:   2 * time.Second,
+			Template:      os.Getenv("E2E_NGINX_TEMPLATE"),
+		})
+		w.waitAcks(t, time.Now(), 40, 30*time.Second)
+		w.finish()
+		w.check(t)
+	})
 	t.Run("stop_mariadb_10s", func(t *testing.T) {
 		c := ci.start(t, false)
 		w := newWorkload(t, c.Addrs()[0], 4)
@@ -461,7 +486,25 @@ func testFaults(t *testing.T, ci *clusterInfra) {
 			t.Fatal(err)
 		}
 		stopped := time.Now()
-		time.Sleep(10 * time.Second) // the outage under test
+		// During the outage nothing may claim wrong credentials or success:
+		// a token or password LOGIN, REG and HISTORY answer 503.
+		time.Sleep(time.Second)
+		u := w.users[0]
+		for _, rq := range []struct {
+			msgid int
+			f     M
+		}{
+			{1, M{"token": u.Token}},
+			{1, M{"id": u.ID, "password": u.Password}},
+			{2, M{"name": randName("out", 8), "password": "password123"}},
+		} {
+			x := Dial(t, c.Addrs()[0], "outage")
+			if r := x.Req(rq.msgid, rq.f); r.Get("errno").Int() != 503 {
+				t.Errorf("msgid %d while MariaDB is down: want 503, got %s", rq.msgid, r.Raw)
+			}
+			x.Close()
+		}
+		time.Sleep(time.Until(stopped.Add(10 * time.Second))) // the outage under test
 		w.mu.Lock()
 		n503 := w.errnos[503]
 		w.mu.Unlock()

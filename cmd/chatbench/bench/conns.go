@@ -101,7 +101,13 @@ func (r *run) conns(ctx context.Context, rep *Report) error {
 			break
 		}
 		u := users[i%n]
-		sem <- struct{}{}
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

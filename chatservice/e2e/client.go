@@ -77,16 +77,17 @@ type Client struct {
 	wmu   sync.Mutex
 	start time.Time
 
-	mu      sync.Mutex
-	queue   []Frame
-	closed  bool
-	readErr error
-	changed chan struct{} // closed and replaced whenever queue or closed changes
-	head    []string      // the transcript's first entries
-	log     []string      // the transcript's later entries, newest last
-	nlog    int           // entries ever logged
-	reqid   int64
-	nframes int64
+	mu        sync.Mutex
+	queue     []Frame
+	closed    bool
+	readErr   error
+	changed   chan struct{} // closed and replaced whenever queue or closed changes
+	head      []string      // the transcript's first entries
+	log       []string      // the transcript's later entries, newest last
+	nlog      int           // entries ever logged
+	reqid     int64
+	nframes   int64
+	abandoned bool // closed on purpose without reading the answers
 
 	// User is the account this client logged in as (set by the suite helpers).
 	User *User
@@ -116,6 +117,9 @@ func Dial(tb testing.TB, addr, label string) *Client {
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		if c.abandoned {
+			return
+		}
 		for _, f := range c.queue {
 			if IsResponse(f) {
 				tb.Errorf("%s: response or ERROR that answers no request of the test: %s", c.Label, f.Body)
@@ -349,6 +353,18 @@ func (c *Client) Closed() (bool, error) {
 
 // Close closes the connection.
 func (c *Client) Close() { _ = c.conn.Close() }
+
+// Abandon closes the connection with a TCP reset, without waiting for the
+// answers to what was sent (which are then not checked).
+func (c *Client) Abandon() {
+	c.mu.Lock()
+	c.abandoned = true
+	c.mu.Unlock()
+	if tc, ok := c.conn.(*net.TCPConn); ok {
+		_ = tc.SetLinger(0)
+	}
+	_ = c.conn.Close()
+}
 
 // CloseWrite half-closes the connection (the server sees EOF).
 func (c *Client) CloseWrite() {

@@ -321,10 +321,7 @@ func testAbruptClose(t *testing.T, e *env) {
 			buf = append(buf, FrameBytes([]byte("{"))...)
 		}
 		c.WriteRaw(buf)
-		if tc, ok := c.conn.(interface{ SetLinger(int) error }); ok {
-			_ = tc.SetLinger(0) // close with RST
-		}
-		c.Close()
+		c.Abandon() // close with RST
 	}
 	c := e.login(t, u, "after")
 	c.OK(15, nil)

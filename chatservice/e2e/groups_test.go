@@ -522,3 +522,33 @@ func testFindLiteral(t *testing.T, e *env) {
 		}
 	}
 }
+
+// §3 JOIN_GROUP: a message sent while b was not a member is not pushed to b,
+// even when b joins right after it was acknowledged (the fan-out must follow
+// the membership at the message's seq, not at the time of pushing).
+func testGroupRejoinRace(t *testing.T, e *env) {
+	a := e.user(t, "a")
+	b := e.user(t, "b")
+	gid := createGroup(t, a, "rejoin "+randName("", 5), "")
+	joinGroup(t, b, gid)
+	var away []int64
+	for i := range 20 {
+		b.OK(11, M{"groupid": gid})
+		seq, _ := gchat(t, a, gid, fmt.Sprintf("away %d", i), fmt.Sprintf("away%d", i))
+		away = append(away, seq)
+		joinGroup(t, b, gid) // at once
+		seq, _ = gchat(t, a, gid, fmt.Sprintf("back %d", i), fmt.Sprintf("back%d", i))
+		if _, err := b.TakeE(PushTimeout, func(f Frame) bool {
+			return f.MsgID() == 202 && f.JSON.Get("seq").Int() == seq && f.JSON.Get("groupid").Int() == gid
+		}); err != nil {
+			t.Errorf("round %d: b (a member again) got no push of seq %d: %v", i, seq, err)
+		}
+	}
+	for _, s := range away {
+		if b.Peek(func(f Frame) bool {
+			return f.MsgID() == 202 && f.JSON.Get("seq").Int() == s && f.JSON.Get("groupid").Int() == gid
+		}) {
+			t.Errorf("b got a push of seq %d, sent while b was not a member", s)
+		}
+	}
+}

@@ -48,6 +48,7 @@ type env struct {
 	tgt       Target
 	newTarget NewTarget
 	rr        atomic.Uint64
+	regRR     atomic.Uint64
 }
 
 // suiteCase is one named test of the suite.
@@ -230,7 +231,10 @@ func regOn(t *testing.T, c *Client, name string) *User {
 // reg registers a fresh account with a random name.
 func (e *env) reg(t *testing.T) *User {
 	t.Helper()
-	c := e.dial(t, "reg")
+	// Registration has its own round-robin, so that the logins of users
+	// created one after the other alternate between the servers.
+	addrs := e.tgt.Addrs()
+	c := Dial(t, addrs[(e.regRR.Add(1)-1)%uint64(len(addrs))], "reg")
 	defer c.Close()
 	return regOn(t, c, randName("u", 12))
 }

@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	sqlite "modernc.org/sqlite"
@@ -53,12 +54,21 @@ type Options struct {
 	TxTimeout time.Duration
 	// Now is the clock (user, group and token times); default time.Now.
 	Now func() time.Time
+	// CheckpointInterval is how often a background connection copies the
+	// WAL into the database file. Default 100ms; negative: no background
+	// checkpoints (the writer checkpoints at SQLite's default 1000 pages,
+	// inside a commit).
+	CheckpointInterval time.Duration
 }
 
 // Store is a model.Store on an SQLite file. Its methods are safe for
 // concurrent use.
 type Store struct {
 	*sqlstore.Store
+	ckpt      *sql.DB // the checkpointer's connection, nil when off
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 var _ model.Store = (*Store)(nil)
@@ -72,10 +82,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("sqlite: open %q: the path may not contain '?' or '#'", path)
 	}
-	sync := strings.ToUpper(opts.Synchronous)
-	switch sync {
+	syncMode := strings.ToUpper(opts.Synchronous)
+	switch syncMode {
 	case "":
-		sync = "NORMAL"
+		syncMode = "NORMAL"
 	case "NORMAL", "FULL":
 	default:
 		return nil, fmt.Errorf("sqlite: open %q: synchronous must be NORMAL or FULL, not %q", path, opts.Synchronous)
@@ -94,12 +104,20 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		wq[k] = v
 	}
 	wq.Set("_journal_mode", "WAL")
-	wq.Set("_synchronous", sync)
+	wq.Set("_synchronous", syncMode)
 	wq.Set("_txlock", "immediate")
 	// A multi-row INSERT keeps a statement journal (to undo the statement
 	// when a row breaks a key); in memory, not in a temporary file.
 	wq.Add("_pragma", "temp_store(memory)")
-	wq.Add("_pragma", "wal_autocheckpoint(10000)")
+	cq := url.Values{}
+	for k, v := range q {
+		cq[k] = v
+	}
+	if opts.CheckpointInterval >= 0 {
+		// The checkpointer copies the WAL into the file; the writer does
+		// only when it falls far behind.
+		wq.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", backstopPages))
+	}
 	q.Set("_query_only", "1")
 
 	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
@@ -132,7 +150,62 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
-	return &Store{s}, nil
+	st := &Store{Store: s}
+	if opts.CheckpointInterval >= 0 {
+		interval := opts.CheckpointInterval
+		if interval == 0 {
+			interval = 100 * time.Millisecond
+		}
+		c, err := sql.Open("sqlite", path+"?"+cq.Encode())
+		if err != nil {
+			_ = s.Close()
+			return nil, fmt.Errorf("sqlite: open %q: checkpointer: %w", path, err)
+		}
+		c.SetMaxOpenConns(1)
+		st.ckpt = c
+		st.stop = make(chan struct{})
+		st.done = make(chan struct{})
+		go st.checkpointer(interval)
+	}
+	return st, nil
+}
+
+// backstopPages is the WAL size (in pages) at which the writer checkpoints
+// by itself, should the checkpointer fall behind (SQLite's default is 1000).
+const backstopPages = 16384
+
+// checkpointer runs a PASSIVE checkpoint every interval on its own
+// connection, so that copying the WAL into the database file (and its
+// fsyncs) happens beside the writer rather than inside one of its commits.
+// A passive checkpoint takes no lock that the writer or the readers wait
+// for; durability does not depend on it (a commit is durable in the WAL).
+func (s *Store) checkpointer(interval time.Duration) {
+	defer close(s.done)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, _ = s.ckpt.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)") // the next tick tries again
+		cancel()
+	}
+}
+
+// Close stops the checkpointer, stores the queued messages and closes the
+// database (whose last connection checkpoints the WAL). Idempotent.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		if s.ckpt != nil {
+			close(s.stop)
+			<-s.done
+			_ = s.ckpt.Close()
+		}
+	})
+	return s.Store.Close()
 }
 
 func errCode(err error) (int, bool) {

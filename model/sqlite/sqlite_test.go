@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -230,5 +231,56 @@ func TestTwoStoresOneFile(t *testing.T) {
 	_, _, err = s1.StoreMessage(ctx, model.NewMessage{Conv: model.GroupConv(g.ID), From: a.ID, FromName: "a", Body: "x", CID: "after"})
 	if !errors.Is(err, model.ErrNotFound) {
 		t.Fatalf("StoreMessage to a group deleted by the other store: %v", err)
+	}
+}
+
+// TestCheckpointer: the background checkpointer copies committed pages into
+// the database file while the store is open (the writer alone would wait
+// for 16384 pages of WAL), and Close stops it.
+func TestCheckpointer(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "chat.db")
+	s := openOpts(t, path, sqlite.Options{CheckpointInterval: 10 * time.Millisecond})
+	a, err := s.CreateUser(ctx, "a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.CreateUser(ctx, "b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := func() int64 {
+		t.Helper()
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	// Let the checkpointer catch up with the schema, then grow the data.
+	time.Sleep(50 * time.Millisecond)
+	before := size()
+	for i := 0; i < 100; i++ { // fewer WAL pages than the writer would checkpoint at
+		if _, _, err := s.StoreMessage(ctx, model.NewMessage{Conv: model.Direct(a.ID, b.ID), From: a.ID, FromName: "a",
+			Body: strings.Repeat("x", 500), CID: fmt.Sprint("m", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for size() <= before {
+		if time.Now().After(deadline) {
+			t.Fatalf("database file still %d bytes: no checkpoint while open", before)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	s2 := open(t, path)
+	if n, err := s2.LastSeq(ctx, model.Direct(a.ID, b.ID)); err != nil || n != 100 {
+		t.Fatalf("after reopen: last seq %d, %v", n, err)
 	}
 }

@@ -202,7 +202,8 @@ func (s *Store) storeBatch(ctx context.Context, r runner, reqs []*msgReq, result
 			continue
 		}
 		if q.k.g != 0 && !b.members[memberKey{q.k.g, q.m.From}] {
-			// Not a member: the row-by-row path tells a retry of a message
+			// Not a member, or not checked (a lone message of its group):
+			// the row-by-row path checks, and tells a retry of a message
 			// stored before the sender left from a forbidden one.
 			res, err := s.storeRow(ctx, r, q, c, b)
 			if err != nil {
@@ -279,7 +280,8 @@ func (s *Store) batchConv(ctx context.Context, r runner, k key, b *batchState) (
 }
 
 // checkSenders fills b.members with the senders of the batch's group
-// messages that are members, one SELECT per group (and chunk). The group's
+// messages that are members, one SELECT per group (and chunk), for groups
+// with more than one message in the batch. The group's
 // row is locked (or the transaction exclusive), and every membership change
 // locks it too, so the answer holds until the commit.
 func (s *Store) checkSenders(ctx context.Context, r runner, reqs []*msgReq, b *batchState) error {
@@ -302,7 +304,13 @@ func (s *Store) checkSenders(ctx context.Context, r runner, reqs []*msgReq, b *b
 				b.ids = append(b.ids, mk.user)
 			}
 		}
+		one := hi-lo == 1
 		lo = hi
+		if one {
+			// A lone message: its INSERT ... SELECT (storeRow) is both the
+			// check and the insert, one statement instead of two.
+			continue
+		}
 		for ids := b.ids; len(ids) > 0; {
 			n := chunk(len(ids))
 			b.args = append(b.args[:0], g)

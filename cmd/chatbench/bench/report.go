@@ -58,6 +58,8 @@ type Report struct {
 	Servers   []ServerStat `json:"servers"`            // --server-pid, over the measured window
 	Profiles  []string     `json:"profiles,omitempty"` // server CPU profiles written (--pprof)
 	BenchCPUS float64      `json:"bench_cpu_s"`        // chatbench's own CPU time, whole run
+	// BenchPeakRSSKiB is chatbench's own peak RSS (VmHWM).
+	BenchPeakRSSKiB int64 `json:"bench_peak_rss_kib"`
 }
 
 // ServerStat is one --server-pid at the end of the measured window.
@@ -181,6 +183,6 @@ func (r *Report) writeHuman(w io.Writer) {
 	for _, p := range r.Profiles {
 		fmt.Fprintf(&b, "profile   %s (go tool pprof -top %s)\n", p, p)
 	}
-	fmt.Fprintf(&b, "bench     cpu %.2fs over %.1fs\n", r.BenchCPUS, r.ElapsedS)
+	fmt.Fprintf(&b, "bench     cpu %.2fs over %.1fs, peak rss %.1f MiB\n", r.BenchCPUS, r.ElapsedS, float64(r.BenchPeakRSSKiB)/1024)
 	_, _ = io.WriteString(w, b.String())
 }

@@ -173,6 +173,9 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	}
 	stopProgress()
 	rep.BenchCPUS = roundTo(selfCPU().Seconds(), 2)
+	if self, err := readProc(os.Getpid()); err == nil {
+		rep.BenchPeakRSSKiB = self.hwmKiB
+	}
 	rep.ElapsedS = roundTo(r.now().Seconds(), 2)
 	if err != nil && !errors.Is(err, ErrCheckFailed) {
 		return err

@@ -131,7 +131,7 @@ func (r *run) traffic(ctx context.Context, rep *Report) error {
 		}
 		s.mu.Unlock()
 	}
-	if len(gaps) > 0 {
+	if len(gaps) > 0 && ctx.Err() == nil {
 		r.setPhase("history", nil)
 		rep.LostInHistory = r.checkHistory(ctx, gaps)
 	}

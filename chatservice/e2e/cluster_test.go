@@ -185,6 +185,7 @@ var crossCases = []struct {
 	{"login_throttle_per_account", testCrossThrottle},
 	{"cid_retry_other_server", testCrossCIDRetry},
 	{"races", testCrossRaces},
+	{"caches_follow_other_server", testCrossCaches},
 }
 
 // on logs a fresh (or given) user in on server i.
@@ -539,5 +540,64 @@ func testCrossRaces(t *testing.T, e *env, c *clusterTarget) {
 		if r := b.Req(10, M{"groupid": g3}); r.Get("errno").Int() != 404 {
 			t.Errorf("round %d: after the last two members quit at once, JOIN answered %s (want 404: the group is deleted)", i, r.Raw)
 		}
+	}
+}
+
+// Caches on one server must not outlive a change made on the other: after
+// DEL_FRIEND on s2, ONE_CHAT on s1 is 403; after QUIT_GROUP on s2, the same
+// user's GROUP_CHAT on s1 is 403; after DELETE_GROUP on s1, requests on s2
+// are 404.
+func testCrossCaches(t *testing.T, e *env, c *clusterTarget) {
+	for i := range 10 {
+		au := regAt(t, c)
+		a1 := on(t, c, 0, au, "a@s1")
+		a2 := Dial(t, c.servers[1].Addr(), "a@s2")
+		a2.OK(1, M{"token": au.Token})
+		a2.User = au
+		b := on(t, c, 1, regAt(t, c), "b@s2")
+		befriend(t, a1, b)
+		chat(t, a1, b.User.ID, "warm", fmt.Sprintf("w%d", i)) // s1 now knows they are friends
+		b.OK(8, M{"friendid": au.ID})
+		if r := a1.Req(5, M{"toid": b.User.ID, "msg": "after removal", "cid": fmt.Sprintf("x%d", i)}); r.Get("errno").Int() != 403 {
+			t.Errorf("round %d: ONE_CHAT on s1 right after DEL_FRIEND on s2: %s (want 403)", i, r.Raw)
+		}
+		befriend(t, b, a2)
+		if r := a1.Req(5, M{"toid": b.User.ID, "msg": "friends again", "cid": fmt.Sprintf("y%d", i)}); r.Get("errno").Int() != 0 {
+			t.Errorf("round %d: ONE_CHAT on s1 right after befriending again on s2: %s (want 0)", i, r.Raw)
+		}
+
+		gid := createGroup(t, b, "cache "+randName("", 4), "")
+		joinGroup(t, a1, gid)
+		gchat(t, a1, gid, "warm", fmt.Sprintf("gw%d", i)) // s1 now knows a is a member
+		a2.OK(11, M{"groupid": gid})
+		if r := a1.Req(13, M{"groupid": gid, "msg": "after quit", "cid": fmt.Sprintf("gx%d", i)}); r.Get("errno").Int() != 403 {
+			t.Errorf("round %d: GROUP_CHAT on s1 right after QUIT_GROUP on s2: %s (want 403)", i, r.Raw)
+		}
+		if r := a1.Req(14, M{"groupid": gid}); r.Get("errno").Int() != 403 {
+			t.Errorf("round %d: GROUP_MEMBERS on s1 right after QUIT_GROUP on s2: %s (want 403)", i, r.Raw)
+		}
+		joinGroup(t, a2, gid)
+		gchat(t, b, gid, "warm", fmt.Sprintf("gb%d", i)) // s2 knows the group
+		x := on(t, c, 0, regAt(t, c), "x@s1")
+		joinGroup(t, x, gid)
+		r := a1.Req(13, M{"groupid": gid, "msg": "member again", "cid": fmt.Sprintf("gy%d", i)})
+		if r.Get("errno").Int() != 0 {
+			t.Errorf("round %d: GROUP_CHAT on s1 right after JOIN_GROUP on s2: %s (want 0)", i, r.Raw)
+		}
+		// The owner (b, on s2) deletes; s1 must answer 404 at once.
+		b.OK(12, M{"groupid": gid})
+		for _, rq := range []struct {
+			id int
+			f  M
+		}{
+			{13, M{"groupid": gid, "msg": "deleted", "cid": fmt.Sprintf("gz%d", i)}},
+			{14, M{"groupid": gid}},
+			{10, M{"groupid": gid}},
+		} {
+			if r := x.Req(rq.id, rq.f); r.Get("errno").Int() != 404 {
+				t.Errorf("round %d: msgid %d on s1 right after DELETE_GROUP on s2: %s (want 404)", i, rq.id, r.Raw)
+			}
+		}
+		x.OK(16, M{"query": "cache "})
 	}
 }

@@ -1,10 +1,3 @@
-// Package e2e is the end-to-end test suite of the chat server: a raw
-// protocol client, helpers that start real chatserver processes, and (in the
-// _test.go files) a suite that checks every rule of PROTOCOL.md over real TCP.
-//
-// The suite is parameterised over a Target (one node, or a cluster reached
-// through nginx or through each server directly), so the same tests run
-// against every deployment.
 package e2e
 
 import (

@@ -1,9 +1,12 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tidwall/gjson"
 )
 
 // §4 PRESENCE: to friends, when the first session logs in and when the last
@@ -155,4 +158,37 @@ func testMultiDevice(t *testing.T, e *env) {
 	seq, _ = chat(t, b, a1.User.ID, "after logout", "md3")
 	a2.ExpectPush(201, PushTimeout, fieldIs("seq", seq))
 	a1.ExpectNoPush(201, QuietPeriod, fieldIs("seq", seq))
+}
+
+// §4: fromname is the sender's name when it sent, also when the rename was
+// made on another session (possibly on another server) and the group and
+// friend views follow it.
+func testRenameOtherSession(t *testing.T, e *env) {
+	a1 := e.user(t, "a1")
+	a2 := e.second(t, a1, "a2")
+	b := e.user(t, "b")
+	befriend(t, a1, b)
+	gid := createGroup(t, b, "ren "+randName("", 4), "")
+	joinGroup(t, a1, gid)
+	chat(t, a1, b.User.ID, "warm", "rw1")
+	gchat(t, a1, gid, "warm", "rw2")
+	for i := range 3 {
+		n := randName(fmt.Sprintf("Rn%d", i), 8)
+		a2.OK(20, M{"name": n})
+		a1.ExpectPush(207, PushTimeout, func(r gjson.Result) bool { return r.Get("user.name").String() == n })
+		seq, _ := chat(t, a1, b.User.ID, "after rename", fmt.Sprintf("rn%d", i))
+		if p := b.ExpectPush(201, PushTimeout, fieldIs("seq", seq)); p.Get("fromname").String() != n {
+			t.Errorf("round %d: CHAT from the session that did not rename: fromname %q, want %q", i, p.Get("fromname").String(), n)
+		}
+		gseq, _ := gchat(t, a1, gid, "after rename", fmt.Sprintf("gn%d", i))
+		if p := b.ExpectPush(202, PushTimeout, fieldIs("seq", gseq)); p.Get("fromname").String() != n {
+			t.Errorf("round %d: GROUP_CHAT push fromname %q, want %q", i, p.Get("fromname").String(), n)
+		}
+		if m := members(t, b, gid)[a1.User.ID]; m.Get("name").String() != n {
+			t.Errorf("round %d: GROUP_MEMBERS name %q, want %q", i, m.Get("name").String(), n)
+		}
+		if f, _ := entry(list(t, b).Get("friends"), a1.User.ID); f.Get("name").String() != n {
+			t.Errorf("round %d: friend's LIST name %q, want %q", i, f.Get("name").String(), n)
+		}
+	}
 }

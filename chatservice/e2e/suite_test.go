@@ -134,6 +134,7 @@ var suiteCases = []suiteCase{
 	{"presence", "flags_in_lists", testPresenceFlags},
 	{"profile", "set_name", testSetName},
 	{"profile", "multi_device", testMultiDevice},
+	{"profile", "rename_on_another_session", testRenameOtherSession},
 	// limits (§6)
 	{"limits", "pipelined_in_order", testPipelined},
 	{"limits", "rate_limit", testRateLimit},

@@ -538,7 +538,7 @@ func testGroupRejoinRace(t *testing.T, e *env) {
 		away = append(away, seq)
 		joinGroup(t, b, gid) // at once
 		seq, _ = gchat(t, a, gid, fmt.Sprintf("back %d", i), fmt.Sprintf("back%d", i))
-		if _, err := b.TakeE(PushTimeout, func(f Frame) bool {
+		if _, err := b.TakeE(2*time.Second, func(f Frame) bool {
 			return f.MsgID() == 202 && f.JSON.Get("seq").Int() == seq && f.JSON.Get("groupid").Int() == gid
 		}); err != nil {
 			t.Errorf("round %d: b (a member again) got no push of seq %d: %v", i, seq, err)

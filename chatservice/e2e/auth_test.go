@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -316,5 +317,35 @@ func testIdentityNotFromFields(t *testing.T, e *env) {
 	vl := v.OK(15, M{"id": a.User.ID})
 	if len(vl.Get("friends").Array()) != 0 {
 		t.Errorf("LIST with an id field returned another user's friends: %s", vl.Raw)
+	}
+}
+
+// §3: LOGIN with a token never runs bcrypt: with --bcrypt-cost 12 a
+// password login costs a few hundred ms, a token login must not.
+func testTokenSkipsBcrypt(t *testing.T, e *env) {
+	tgt := e.newTarget(t, "--bcrypt-cost", "12")
+	c := dialTo(t, tgt, 0, "reg")
+	u := regOn(t, c, randName("bc", 10))
+	timed := func(f M) time.Duration {
+		x := dialTo(t, tgt, 0, "login")
+		defer x.Close()
+		start := time.Now()
+		x.OK(1, f)
+		return time.Since(start)
+	}
+	var pw, tok []time.Duration
+	for range 3 {
+		pw = append(pw, timed(M{"id": u.ID, "password": u.Password}))
+	}
+	lr := dialTo(t, tgt, 0, "tok")
+	u.Token = lr.OK(1, M{"id": u.ID, "password": u.Password}).Get("token").String()
+	for range 3 {
+		tok = append(tok, timed(M{"token": u.Token}))
+	}
+	slices.Sort(pw)
+	slices.Sort(tok)
+	t.Logf("password logins %v, token logins %v", pw, tok)
+	if tok[1]*4 > pw[1] {
+		t.Errorf("median token login %v is not far below the median password login %v: does it run bcrypt?", tok[1], pw[1])
 	}
 }

@@ -83,6 +83,7 @@ var suiteCases = []suiteCase{
 	{"auth", "login_409_already", testLogin409},
 	{"auth", "login_429_throttle", testLoginThrottle},
 	{"auth", "logout", testLogout},
+	{"auth", "token_login_skips_bcrypt", testTokenSkipsBcrypt},
 	{"auth", "401_before_login", testNeedLogin},
 	{"auth", "shape_before_login", testShapeBeforeLogin},
 	{"auth", "identity_not_from_fields", testIdentityNotFromFields},

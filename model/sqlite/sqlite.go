@@ -15,6 +15,18 @@
 // last transactions before the next checkpoint. Options.Synchronous "FULL"
 // fsyncs the WAL at every commit and survives power loss too, at a cost in
 // throughput that the batching writer mostly hides.
+//
+// Throughput: this process is the file's only writer, so the batching writer
+// keeps each conversation's (id, last_seq) in memory between transactions
+// (checked against PRAGMA data_version at the start of each, so a write by
+// another connection empties it) instead of reading it per batch; a batch
+// of messages is a few multi-row statements (see model/internal/sqlstore,
+// batch.go, for the figures). The writer's statement journal is in memory,
+// its page cache 64 MiB, and a background connection copies the WAL into
+// the file every 100ms (Options.CheckpointInterval), so that checkpoints
+// and their fsyncs leave the writer's commits. On the 2-core box, 64
+// concurrent senders cost about 26 µs of CPU per message in distinct
+// conversations and 20 µs in one group (from 49 and 26 µs before).
 package sqlite
 
 import (
@@ -109,6 +121,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	// A multi-row INSERT keeps a statement journal (to undo the statement
 	// when a row breaks a key); in memory, not in a temporary file.
 	wq.Add("_pragma", "temp_store(memory)")
+	// The writer's page cache stays valid between its transactions (no
+	// other connection writes); 64 MiB rather than SQLite's 2 MiB keeps the
+	// hot leaves of many conversations without re-reading them.
+	wq.Add("_pragma", "cache_size(-65536)")
 	cq := url.Values{}
 	for k, v := range q {
 		cq[k] = v

@@ -178,15 +178,15 @@ func testIdleTimeout(t *testing.T, e *env) {
 			time.Sleep(300 * time.Millisecond)
 		}
 	}()
-	// Keep `active` busy for 2.5 s with PINGs, then 1.6 s with bad frames.
+	// Keep `active` busy for 2.5 s with PINGs, then 1 s with bad frames.
 	for time.Since(start) < 2500*time.Millisecond {
 		active.OK(4, nil)
-		time.Sleep(400 * time.Millisecond)
+		time.Sleep(250 * time.Millisecond)
 	}
 	var last time.Time
 	for i := range 4 {
 		if i > 0 {
-			time.Sleep(400 * time.Millisecond)
+			time.Sleep(250 * time.Millisecond)
 		}
 		active.Send("junk")
 		last = time.Now()

@@ -348,3 +348,20 @@ func testHalfClose(t *testing.T, e *env) {
 	}
 	c.ExpectClosed(5 * time.Second)
 }
+
+// Deeply nested JSON in an ignored field is still one valid object: the
+// server answers (and does not crash); truncated nesting is a bad frame.
+func testDeepNesting(t *testing.T, e *env) {
+	c := e.dial(t, "deep")
+	const depth = 30000
+	body := `{"msgid":4,"reqid":8,"x":` + strings.Repeat("[", depth) + strings.Repeat("]", depth) + `}`
+	r := c.RawReq(body)
+	if r.Get("msgid").Int() != 104 || r.Get("errno").Int() != 0 {
+		t.Errorf("PING with %d nested arrays in an unknown field: %.200s", depth, r.Raw)
+	}
+	r = c.RawReq(`{"msgid":4,"reqid":9,"x":` + strings.Repeat("[", depth) + `}`)
+	if r.Get("msgid").Int() != 299 || r.Get("errno").Int() != 400 {
+		t.Errorf("unbalanced nesting: want ERROR 400, got %.200s", r.Raw)
+	}
+	c.OK(4, nil)
+}

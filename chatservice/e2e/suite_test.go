@@ -74,6 +74,7 @@ var suiteCases = []suiteCase{
 	{"framing", "unknown_fields_ignored", testUnknownFieldsIgnored},
 	{"framing", "ping", testPing},
 	{"framing", "abrupt_close", testAbruptClose},
+	{"framing", "deep_nesting", testDeepNesting},
 	// REG / LOGIN / LOGOUT (§3)
 	{"auth", "reg", testReg},
 	{"auth", "reg_bad_shape", testRegBadShape},

@@ -168,6 +168,9 @@ func TestCluster(t *testing.T) {
 			})
 		}
 	})
+	t.Run("proxy_protocol_real_address", func(t *testing.T) {
+		testProxyProtocol(t, ci)
+	})
 	t.Run("faults", func(t *testing.T) {
 		testFaults(t, ci)
 	})
@@ -600,4 +603,21 @@ func testCrossCaches(t *testing.T, e *env, c *clusterTarget) {
 		}
 		x.OK(16, M{"query": "cache "})
 	}
+}
+
+// Behind nginx with --proxy-protocol the servers see the real client
+// address (their logs name the client's own port, not nginx's).
+func testProxyProtocol(t *testing.T, ci *clusterInfra) {
+	c := ci.start(t, false)
+	cl := Dial(t, c.Addrs()[0], "client")
+	loginOn(t, cl, regOn(t, cl, randName("pp", 8)))
+	want := "remote=" + cl.conn.LocalAddr().String()
+	waitFor(t, 5*time.Second, "a server log line with "+want, func() bool {
+		for _, s := range c.servers {
+			if strings.Contains(s.Logs(), want) {
+				return true
+			}
+		}
+		return false
+	})
 }

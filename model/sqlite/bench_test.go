@@ -9,11 +9,11 @@ import (
 	"clusterchat/model/storetest"
 )
 
-// BenchmarkStoreMessage: 1 vs 64 concurrent senders, each in its own
+// BenchmarkStoreMessage: 1, 64 or 256 concurrent senders, each in its own
 // conversation or all in one group; msgs/batch shows the batching.
 func BenchmarkStoreMessage(b *testing.B) {
 	for _, sync := range []string{"NORMAL", "FULL"} {
-		for _, senders := range []int{1, 64} {
+		for _, senders := range []int{1, 64, 256} { // 256: the server's executor workers
 			for _, shared := range []bool{false, true} {
 				conv := "own"
 				if shared {

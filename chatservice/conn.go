@@ -181,12 +181,6 @@ func (s *Service) onBusMessage(userID int64, payload []byte) {
 			s.reg.setName(userID, u.Get("name").String())
 		}
 	}
-	if bytes.HasPrefix(payload, friendRemovedPrefix) || bytes.HasPrefix(payload, friendAddedPrefix) {
-		s.reg.dropFriends(userID)
-	}
-	if bytes.HasPrefix(payload, groupEventPrefix) {
-		s.members.drop(gjson.GetBytes(payload, "groupid").Int())
-	}
 	frame := append([]byte(nil), payload...)
 	if n := s.reg.send(userID, frame, nil); n > 0 {
 		s.metrics.pushes.Add(float64(n))
@@ -194,10 +188,7 @@ func (s *Service) onBusMessage(userID int64, payload []byte) {
 }
 
 var (
-	profilePrefix       = []byte(`{"msgid":207,`)
-	groupEventPrefix    = []byte(`{"msgid":206,`)
-	friendAddedPrefix   = []byte(`{"msgid":204,`)
-	friendRemovedPrefix = []byte(`{"msgid":208,`)
+	profilePrefix = []byte(`{"msgid":207,`)
 )
 
 // onBusResync re-runs the offline push for every local session after the

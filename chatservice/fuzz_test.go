@@ -42,7 +42,7 @@ func newTestService(t testing.TB) *Service {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	svc, err := New(Config{Listen: "127.0.0.1:0", BcryptCost: 4}, st, func(o bus.Options) (bus.Bus, error) { return memory.New(o), nil })
+	svc, err := New(Config{Listen: "127.0.0.1:0", BcryptCost: 4, SoleServer: true}, st, func(o bus.Options) (bus.Bus, error) { return memory.New(o), nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,59 +3,78 @@ package chatservice
 import (
 	"context"
 	"sync"
-	"time"
 
 	"clusterchat/model"
 )
 
-// memberCache keeps the member ids of recently used groups, so that a busy
-// group's fan-out does not read its member list for every message. It only
-// picks whom to push to: the store checks membership inside the storing
-// transaction, and GROUP_MEMBERS reads the store. An entry is dropped when
-// this server changes the group or sees a GROUP_EVENT for it, and expires
-// after ttl otherwise (another server's change can be missed that long; a
-// member it misses finds the message by HISTORY or the offline push).
+// memberCache tells whom a group message is pushed to. It only picks
+// recipients: the store checks the sender's membership inside the storing
+// transaction, and GROUP_MEMBERS reads the store.
+//
+// Recipients are the members whose joined_seq is below the message's seq
+// (a member sees nothing sent before it joined), read after the message was
+// stored: whoever left before it is not in the list, whoever joined after
+// it is filtered out. Only a member leaving between the commit and the read
+// misses the push (it left anyway).
+//
+// With enabled (one server alone on its store), member lists are cached:
+// every change of a group happens in this process under the group's lock,
+// which also orders its messages, and drops the entry, so the cache is
+// exact. With several servers on one store, another server's change is not
+// seen in time, so every message reads the list.
 type memberCache struct {
-	mu      sync.Mutex
-	ttl     time.Duration
+	enabled bool
 	max     int
-	entries map[int64]memberEntry
+	mu      sync.Mutex
+	entries map[int64][]model.Member
 }
 
-type memberEntry struct {
-	ids     []int64
-	fetched time.Time
+func newMemberCache(enabled bool, max int) *memberCache {
+	return &memberCache{enabled: enabled, max: max, entries: make(map[int64][]model.Member)}
 }
 
-func newMemberCache(ttl time.Duration, max int) *memberCache {
-	return &memberCache{ttl: ttl, max: max, entries: make(map[int64]memberEntry)}
-}
-
-// members returns the group's member ids, from the cache or the store.
-func (c *memberCache) members(ctx context.Context, store model.Store, gid int64) ([]int64, error) {
-	now := time.Now()
-	c.mu.Lock()
-	e, ok := c.entries[gid]
-	c.mu.Unlock()
-	if ok && now.Sub(e.fetched) < c.ttl {
-		return e.ids, nil
-	}
-	ms, err := store.GroupMembers(ctx, gid)
+// recipients returns the users to push message seq of group gid to.
+func (c *memberCache) recipients(ctx context.Context, store model.Store, gid, seq int64) ([]int64, error) {
+	ms, err := c.members(ctx, store, gid)
 	if err != nil {
 		return nil, err
 	}
-	ids := memberIDs(ms)
+	ids := make([]int64, 0, len(ms))
+	for _, m := range ms {
+		if m.JoinedSeq < seq {
+			ids = append(ids, m.User.ID)
+		}
+	}
+	return ids, nil
+}
+
+func (c *memberCache) members(ctx context.Context, store model.Store, gid int64) ([]model.Member, error) {
+	if c.enabled {
+		c.mu.Lock()
+		ms, ok := c.entries[gid]
+		c.mu.Unlock()
+		if ok {
+			return ms, nil
+		}
+	}
+	ms, err := store.GroupMembers(ctx, gid)
+	if err != nil || !c.enabled {
+		return ms, err
+	}
 	c.mu.Lock()
 	if len(c.entries) >= c.max {
 		clear(c.entries)
 	}
-	c.entries[gid] = memberEntry{ids: ids, fetched: now}
+	c.entries[gid] = ms
 	c.mu.Unlock()
-	return ids, nil
+	return ms, nil
 }
 
-// drop forgets a group.
+// drop forgets a group. The caller holds the group's lock.
 func (c *memberCache) drop(gid int64) {
+	if !c.enabled {
+		return
+	}
 	c.mu.Lock()
 	delete(c.entries, gid)
 	c.mu.Unlock()

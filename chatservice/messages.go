@@ -56,7 +56,9 @@ func (s *Service) handleOneChat(c *call) *apiError {
 	if aerr := s.requireFriend(ctx, me, toid); aerr != nil {
 		return aerr
 	}
-	return s.sendMessage(c, model.Direct(me, toid), me, msg, cid, []int64{toid, me})
+	return s.sendMessage(c, model.Direct(me, toid), me, msg, cid, func(context.Context, model.Message) ([]int64, error) {
+		return []int64{toid, me}, nil
+	})
 }
 
 func (s *Service) handleGroupChat(c *call) *apiError {
@@ -69,23 +71,22 @@ func (s *Service) handleGroupChat(c *call) *apiError {
 	if aerr != nil {
 		return aerr
 	}
-	ctx, cancel := s.storeCtx()
-	defer cancel()
 	// Membership (403) and existence (404) are checked by the store inside
-	// the storing transaction; the member list only says whom to push to.
-	members, err := s.members.members(ctx, s.store, gid)
-	if err != nil {
-		return s.groupErr(err)
-	}
-	return s.sendMessage(c, model.GroupConv(gid), me, msg, cid, members)
+	// the storing transaction; the members are read afterwards, only to
+	// know whom to push to.
+	return s.sendMessage(c, model.GroupConv(gid), me, msg, cid, func(ctx context.Context, m model.Message) ([]int64, error) {
+		return s.members.recipients(ctx, s.store, gid, m.Seq)
+	})
 }
 
 // requireFriend answers 404 when other does not exist and 403 when it is
-// not a friend of me. The common case (friends) is answered from the
-// registry's cache, which every friend change of me clears (locally, and
-// through the FRIEND_ADDED/FRIEND_REMOVED pushes from other servers).
+// not a friend of me. On a sole server the common case (friends) is
+// answered from the registry's cache, which every friend change clears
+// (they all happen in this process). With several servers on one store a
+// friendship can end on another server at any moment, so the store is
+// asked every time.
 func (s *Service) requireFriend(ctx context.Context, me, other int64) *apiError {
-	if s.reg.isFriend(me, other) {
+	if s.cfg.SoleServer && s.reg.isFriend(me, other) {
 		return nil
 	}
 	ok, err := s.store.AreFriends(ctx, me, other)
@@ -93,7 +94,9 @@ func (s *Service) requireFriend(ctx context.Context, me, other int64) *apiError 
 		return s.storeErr(err, "friend")
 	}
 	if ok {
-		s.reg.cacheFriend(me, other)
+		if s.cfg.SoleServer {
+			s.reg.cacheFriend(me, other)
+		}
 		return nil
 	}
 	if _, err := s.store.UserByID(ctx, other); err != nil {
@@ -105,7 +108,11 @@ func (s *Service) requireFriend(ctx context.Context, me, other int64) *apiError 
 // sendMessage stores a message (durably, before the response), answers
 // seq and time, then pushes it to every recipient session and the
 // sender's other sessions.
-func (s *Service) sendMessage(c *call, conv model.Conv, me int64, body, cid string, recipients []int64) *apiError {
+//
+// recipients names the users to push to; it is called after the message
+// is stored, with the stored message.
+func (s *Service) sendMessage(c *call, conv model.Conv, me int64, body, cid string,
+	recipients func(context.Context, model.Message) ([]int64, error)) *apiError {
 	ctx, cancel := s.storeCtx()
 	defer cancel()
 	name, aerr := s.myName(ctx, me)
@@ -135,7 +142,14 @@ func (s *Service) sendMessage(c *call, conv model.Conv, me int64, body, cid stri
 	}
 	c.resp.Int("seq", m.Seq).Int("time", m.Time)
 	c.respondNow()
-	s.push(recipients, messageFrame(m, true), c.sess)
+	users, err := recipients(ctx, m)
+	if err != nil {
+		// Stored and acknowledged: the recipients find it by the offline
+		// push or HISTORY.
+		s.log.Warn("cannot read recipients; message stored but not pushed", "conv", conv, "seq", m.Seq, "err", err)
+		return nil
+	}
+	s.push(users, messageFrame(m, true), c.sess)
 	return nil
 }
 

@@ -37,13 +37,16 @@ type Config struct {
 	MsgBurst      int           // default 200; negative = off
 	BcryptCost    int           // default 10
 	ProxyProtocol bool          // read a PROXY protocol header first (behind nginx)
-	Loops         int           // event loops; default the number of cores
-	Workers       int           // executor workers; default 256
-	QueueLen      int           // per-connection queue; default 1024
-	HashWorkers   int           // concurrent bcrypt computations; default cores
-	HashQueue     int           // logins waiting for bcrypt before 503; default 256
-	StoreTimeout  time.Duration // per store call; default 5s
-	Logger        *slog.Logger
+	// SoleServer: no other server writes to this store (the embedded
+	// SQLite default), so group member lists may be cached in memory.
+	SoleServer   bool
+	Loops        int           // event loops; default the number of cores
+	Workers      int           // executor workers; default 256
+	QueueLen     int           // per-connection queue; default 1024
+	HashWorkers  int           // concurrent bcrypt computations; default cores
+	HashQueue    int           // logins waiting for bcrypt before 503; default 256
+	StoreTimeout time.Duration // per store call; default 5s
+	Logger       *slog.Logger
 }
 
 func (c *Config) setDefaults() {
@@ -129,7 +132,7 @@ func New(cfg Config, store model.Store, newBus BusFactory) (*Service, error) {
 		hasher:   newHasher(cfg.BcryptCost, cfg.HashWorkers, cfg.HashQueue),
 		throttle: newLoginThrottle(store, 10, time.Minute),
 		metrics:  newMetrics(),
-		members:  newMemberCache(2*time.Second, 100_000),
+		members:  newMemberCache(cfg.SoleServer, 100_000),
 		ctx:      ctx,
 		cancel:   cancel,
 	}

@@ -121,7 +121,10 @@ func run(args []string) error {
 		MsgBurst:      offIfZero(ints["limits.msg_burst"]),
 		BcryptCost:    ints["auth.bcrypt_cost"],
 		ProxyProtocol: v.GetBool("proxy_protocol"),
-		Logger:        log,
+		// A SQLite file is this server's alone (it is not shared between
+		// servers); a MySQL database may be.
+		SoleServer: strings.HasPrefix(v.GetString("store"), "sqlite:"),
+		Logger:     log,
 	}
 	if idle == 0 {
 		cfg.IdleTimeout = -1

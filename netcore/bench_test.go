@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -381,4 +382,97 @@ func (h *asyncGnetEcho) OnTraffic(c gnet.Conn) gnet.Action {
 			return gnet.Close
 		}
 	}
+}
+
+// BenchmarkSendFanout measures Send from a goroutine off the loops to many
+// connections, the group fan-out path of the chat server: one op is one
+// frame sent to each of 500 connections (and read by their clients).
+func BenchmarkSendFanout(b *testing.B) {
+	const fanout = 500
+	var mu sync.Mutex
+	var conns []*Conn
+	s, err := NewServer(Options{
+		Addr:   "127.0.0.1:0",
+		Logger: testLogger(),
+		OnConnect: func(c *Conn) {
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+	}()
+	frame := make([]byte, 200)
+	var wg sync.WaitGroup
+	var read atomic.Int64
+	clients := make([]net.Conn, fanout)
+	for i := range clients {
+		c, err := net.Dial("tcp", s.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		clients[i] = c
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := c.Read(buf)
+				read.Add(int64(n))
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	defer func() {
+		for _, c := range clients {
+			_ = c.Close()
+		}
+		wg.Wait()
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(conns)
+		mu.Unlock()
+		if n == fanout {
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d of %d connections up", n, fanout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	want := int64(0)
+	b.ResetTimer()
+	for range b.N {
+		for _, c := range conns {
+			if err := c.Send(frame); err != nil {
+				b.Fatal(err)
+			}
+		}
+		want += int64(fanout * (4 + len(frame)))
+		// Keep at most a few rounds in flight, as a chat client reads.
+		for read.Load() < want-int64(4*fanout*(4+len(frame))) {
+			runtime.Gosched()
+		}
+	}
+	for read.Load() < want {
+		if time.Now().After(deadline.Add(time.Minute)) {
+			b.Fatal("clients did not receive everything")
+		}
+		runtime.Gosched()
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*fanout)/b.Elapsed().Seconds(), "sends/s")
 }

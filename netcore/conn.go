@@ -157,7 +157,7 @@ func (c *Conn) Send(frame []byte) error {
 	c.flushQueued = true
 	c.mu.Unlock()
 	if trigger {
-		if err := c.loop.exec(c.flush); err != nil {
+		if err := c.loop.scheduleFlush(c); err != nil {
 			return fmt.Errorf("netcore: send on conn %d: %w: %w", c.id, ErrConnClosed, err)
 		}
 	}

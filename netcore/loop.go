@@ -2,6 +2,7 @@ package netcore
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +27,15 @@ type loop struct {
 	tickScheduled atomic.Bool
 	kick          chan struct{}
 	done          chan struct{}
+
+	// Connections with output queued by Send from other goroutines, drained
+	// by one loop task (flushTask) however many connections joined: a fan-out
+	// to N connections of a loop costs one Execute, not N.
+	fmu        sync.Mutex
+	flushes    []*Conn // guarded by fmu
+	spare      []*Conn // guarded by fmu; the drained list, reused
+	flushTaskQ bool    // guarded by fmu: flushTask is queued
+	flushTask  gnet.RunnableFunc
 }
 
 func newLoop(s *Server, el gnet.EventLoop) *loop {
@@ -39,7 +49,52 @@ func newLoop(s *Server, el gnet.EventLoop) *loop {
 	if s.opts.IdleTimeout > 0 {
 		l.wheel = newWheel(s.opts.IdleTimeout, time.Now())
 	}
+	l.flushTask = func(context.Context) error {
+		l.drainFlushes()
+		return nil
+	}
 	return l
+}
+
+// scheduleFlush queues c's output for the loop. Any goroutine; the caller
+// has set c.flushQueued, so c is in the list at most once.
+func (l *loop) scheduleFlush(c *Conn) error {
+	l.fmu.Lock()
+	l.flushes = append(l.flushes, c)
+	queue := !l.flushTaskQ
+	l.flushTaskQ = true
+	l.fmu.Unlock()
+	if !queue {
+		return nil
+	}
+	if err := l.el.Execute(context.Background(), l.flushTask); err != nil {
+		l.fmu.Lock()
+		l.flushTaskQ = false
+		l.fmu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// drainFlushes flushes every connection queued by scheduleFlush. Loop only.
+func (l *loop) drainFlushes() {
+	l.fmu.Lock()
+	list := l.flushes
+	l.flushes, l.spare = l.spare[:0], nil
+	l.flushTaskQ = false
+	l.fmu.Unlock()
+	for _, c := range list {
+		c.flush()
+	}
+	clear(list)
+	if cap(list) > 4096 {
+		list = nil // after a burst, do not keep a large list forever
+	}
+	l.fmu.Lock()
+	if l.spare == nil {
+		l.spare = list[:0]
+	}
+	l.fmu.Unlock()
 }
 
 // exec runs fn on the loop. Safe from any goroutine.

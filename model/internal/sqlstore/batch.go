@@ -98,6 +98,7 @@ type batchSQL struct {
 	members      []string // group_id, then user_id x n
 	moveMembers  []string // (user_id, cur) x n, group_id, then the user_ids
 	lockConvs    []string // (group_id, a, b) x n
+	readConvs    []string // lockConvs without the lock (acks' conversations)
 }
 
 func repeatJoin(s string, n int) string {
@@ -122,16 +123,17 @@ func newBatchSQL(d *Dialect) batchSQL {
 		b.moveMembers = append(b.moveMembers,
 			"UPDATE group_members SET cur = "+d.Greatest+"(cur, CASE user_id"+strings.Repeat(" WHEN ? THEN ?", n)+
 				" END) WHERE group_id = ? AND user_id IN ("+repeatJoin("?", n)+")")
-		b.lockConvs = append(b.lockConvs,
-			"SELECT id, group_id, a, b, last_seq FROM convs WHERE "+
-				repeatSep("(group_id = ? AND a = ? AND b = ?)", " OR ", n)+d.ForUpdate)
+		sel := "SELECT id, group_id, a, b, last_seq FROM convs WHERE " +
+			repeatSep("(group_id = ? AND a = ? AND b = ?)", " OR ", n)
+		b.lockConvs = append(b.lockConvs, sel+d.ForUpdate)
+		b.readConvs = append(b.readConvs, sel)
 	}
 	return b
 }
 
 func (b batchSQL) all() []string {
 	var out []string
-	for _, l := range [][]string{b.insertMsgs, b.upsertCursor, b.setLastSeq, b.members, b.moveMembers, b.lockConvs} {
+	for _, l := range [][]string{b.insertMsgs, b.upsertCursor, b.setLastSeq, b.members, b.moveMembers, b.lockConvs, b.readConvs} {
 		out = append(out, l...)
 	}
 	return out
@@ -158,6 +160,7 @@ type batchState struct {
 	pending []int // indexes of the messages to insert in multi-row chunks
 	conv    []*convState
 	members map[memberKey]bool // group senders checked by this batch
+	absent  map[key]bool       // acked conversations read and not found
 	direct  map[directCursor]int64
 	group   map[memberKey]int64
 	args    []any
@@ -169,6 +172,7 @@ func newBatchState() *batchState {
 	return &batchState{
 		convs:   make(map[key]*convState),
 		members: make(map[memberKey]bool),
+		absent:  make(map[key]bool),
 		direct:  make(map[directCursor]int64),
 		group:   make(map[memberKey]int64),
 	}
@@ -185,6 +189,7 @@ func (b *batchState) reset(n int) {
 	}
 	b.conv = b.conv[:n]
 	clear(b.members)
+	clear(b.absent)
 	clear(b.direct)
 	clear(b.group)
 	clear(b.args)
@@ -260,6 +265,11 @@ func (s *Store) storeBatch(ctx context.Context, r runner, reqs []*msgReq, result
 	if err := s.insertPending(ctx, r, reqs, results, b); err != nil {
 		return err
 	}
+	if s.cache == nil {
+		if err := s.readAckConvs(ctx, r, reqs, b); err != nil {
+			return err
+		}
+	}
 	for i, q := range reqs {
 		if q.acks == nil {
 			continue
@@ -334,21 +344,55 @@ func (s *Store) lockConvs(ctx context.Context, r runner, reqs []*msgReq, b *batc
 			b.keys = append(b.keys, q.k)
 		}
 	}
+	return s.readConvRows(ctx, r, s.bsql.lockConvs, "lock", b)
+}
+
+// readAckConvs reads, without locking them, the conversations of the
+// batch's acks that the batch has not read yet, with one SELECT per chunk
+// of keys rather than one each; ackOne then finds them in b (or in
+// b.absent).
+func (s *Store) readAckConvs(ctx context.Context, r runner, reqs []*msgReq, b *batchState) error {
+	b.keys = b.keys[:0]
+	for _, q := range reqs {
+		for _, a := range q.acks {
+			if b.convs[a.k] == nil && !b.absent[a.k] {
+				b.absent[a.k] = true // until found
+				b.keys = append(b.keys, a.k)
+			}
+		}
+	}
+	if len(b.keys) == 0 {
+		return nil
+	}
+	if err := s.readConvRows(ctx, r, s.bsql.readConvs, "read", b); err != nil {
+		return err
+	}
+	for _, k := range b.keys {
+		if b.convs[k] != nil {
+			delete(b.absent, k)
+		}
+	}
+	return nil
+}
+
+// readConvRows runs stmts (lockConvs or readConvs) for b.keys, chunk by
+// chunk, and adds the conversations found to b.
+func (s *Store) readConvRows(ctx context.Context, r runner, stmts []string, what string, b *batchState) error {
 	for keys := b.keys; len(keys) > 0; {
 		n := chunk(len(keys))
 		b.args = b.args[:0]
 		for _, k := range keys[:n] {
 			b.args = append(b.args, k.g, k.a, k.b)
 		}
-		rows := r.query(ctx, s.bsql.lockConvs[sizeIndex(n)], b.args...)
+		rows := r.query(ctx, stmts[sizeIndex(n)], b.args...)
 		if rows.err != nil {
-			return fmt.Errorf("lock %d conversations: %w", n, rows.err)
+			return fmt.Errorf("%s %d conversations: %w", what, n, rows.err)
 		}
 		for rows.rows.Next() {
 			c := &convState{}
 			if err := rows.rows.Scan(&c.id, &c.k.g, &c.k.a, &c.k.b, &c.last); err != nil {
 				rows.rows.Close()
-				return fmt.Errorf("lock %d conversations: %w", n, err)
+				return fmt.Errorf("%s %d conversations: %w", what, n, err)
 			}
 			c.plan = c.last
 			b.convs[c.k] = c
@@ -357,7 +401,7 @@ func (s *Store) lockConvs(ctx context.Context, r runner, reqs []*msgReq, b *batc
 		err := rows.rows.Err()
 		rows.rows.Close()
 		if err != nil {
-			return fmt.Errorf("lock %d conversations: %w", n, err)
+			return fmt.Errorf("%s %d conversations: %w", what, n, err)
 		}
 		keys = keys[n:]
 	}
@@ -544,7 +588,7 @@ func (s *Store) ackOne(ctx context.Context, r runner, q *msgReq, b *batchState) 
 			if s.cache != nil {
 				id, last, found = s.cache.get(a.k)
 			}
-			if !found {
+			if !found && !b.absent[a.k] {
 				var err error
 				if id, last, found, err = s.convRow(ctx, r, a.k, false); err != nil {
 					return msgRes{}, fmt.Errorf("read %v: %w", a.k, err)

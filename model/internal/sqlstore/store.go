@@ -138,9 +138,9 @@ type Store struct {
 		batches, messages, dups, acks, failed atomic.Int64
 	}
 
-	mu     sync.RWMutex // guards closed and sends on reqs
+	mu     sync.RWMutex // guards closed and sends on queues
 	closed bool
-	reqs   chan *msgReq
+	queues []chan *msgReq // one per writer; a conversation's requests go to one (route)
 	wg     sync.WaitGroup // the writer goroutines
 }
 
@@ -158,8 +158,10 @@ func New(ctx context.Context, d *Dialect, w, r *sql.DB, opts Options) (*Store, e
 		r:    r,
 		ws:   newStmtCache(w),
 		rs:   newStmtCache(r),
-		reqs: make(chan *msgReq, opts.QueueSize),
 		bsql: newBatchSQL(d),
+	}
+	for range opts.Writers {
+		s.queues = append(s.queues, make(chan *msgReq, opts.QueueSize))
 	}
 	if d.Exclusive {
 		s.cache = newConvCache()
@@ -175,9 +177,9 @@ func New(ctx context.Context, d *Dialect, w, r *sql.DB, opts Options) (*Store, e
 		s.closeDBs()
 		return nil, err
 	}
-	for range opts.Writers {
+	for _, q := range s.queues {
 		s.wg.Add(1)
-		go s.writer()
+		go s.writer(q)
 	}
 	return s, nil
 }
@@ -218,7 +220,9 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
-	close(s.reqs)
+	for _, q := range s.queues {
+		close(q)
+	}
 	s.mu.Unlock()
 	s.wg.Wait()
 	return s.closeDBs()

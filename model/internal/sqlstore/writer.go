@@ -96,7 +96,7 @@ func (s *Store) submit(ctx context.Context, req *msgReq) (msgRes, error) {
 		return msgRes{}, model.ErrClosed
 	}
 	select {
-	case s.reqs <- req:
+	case s.route(req) <- req:
 		s.mu.RUnlock()
 	case <-ctx.Done():
 		s.mu.RUnlock()
@@ -141,19 +141,38 @@ func (s *Store) AckMessages(ctx context.Context, userID int64, acks []model.Ack)
 	return nil
 }
 
-// writer is the goroutine that stores the queued messages, until reqs is
-// closed and drained.
-func (s *Store) writer() {
+// route returns the queue of the writer for req: the one of its
+// conversation (an ack's first), by hash. Every request of a conversation
+// goes to the same writer, so that two writers of one store never lock the
+// same conversation row or cursor rows of a direct conversation and wait
+// for each other's commit; a writer's queue fills while its commit is in
+// flight, and its next batch takes it all.
+func (s *Store) route(req *msgReq) chan *msgReq {
+	if len(s.queues) == 1 {
+		return s.queues[0]
+	}
+	k := req.k
+	if req.acks != nil {
+		k = req.acks[0].k
+	}
+	h := uint64(k.g)*0x9e3779b97f4a7c15 ^ uint64(k.a)*0xc2b2ae3d27d4eb4f ^ uint64(k.b)*0x165667b19e3779f9
+	h ^= h >> 29
+	return s.queues[h%uint64(len(s.queues))]
+}
+
+// writer is the goroutine that stores the requests of its queue, until
+// the queue is closed and drained.
+func (s *Store) writer(reqs chan *msgReq) {
 	defer s.wg.Done()
 	linger := false
 	batch := make([]*msgReq, 0, s.opts.MaxBatch)
 	st := newBatchState()
 	for {
-		first, ok := <-s.reqs
+		first, ok := <-reqs
 		if !ok {
 			return
 		}
-		batch = s.gather(append(batch[:0], first), linger)
+		batch = s.gather(reqs, append(batch[:0], first), linger)
 		s.runBatch(batch, st)
 		linger = len(batch) > 1
 		clear(batch)
@@ -164,10 +183,10 @@ func (s *Store) writer() {
 // for more: until MaxBatch, BatchWindow after the start, or a pause of a
 // tenth of the window without a new request (the senders have all
 // resubmitted), whichever comes first.
-func (s *Store) gather(batch []*msgReq, linger bool) []*msgReq {
+func (s *Store) gather(reqs chan *msgReq, batch []*msgReq, linger bool) []*msgReq {
 	for len(batch) < s.opts.MaxBatch {
 		select {
-		case r, ok := <-s.reqs:
+		case r, ok := <-reqs:
 			if !ok {
 				return batch
 			}
@@ -186,7 +205,7 @@ func (s *Store) gather(batch []*msgReq, linger bool) []*msgReq {
 	defer t.Stop()
 	for len(batch) < s.opts.MaxBatch {
 		select {
-		case r, ok := <-s.reqs:
+		case r, ok := <-reqs:
 			if !ok {
 				return batch
 			}

@@ -21,9 +21,7 @@ func (s *Service) push(users []int64, frame []byte, skip *session) {
 	if len(users) == 0 {
 		return
 	}
-	ctx, cancel := context.WithTimeout(s.ctx, busTimeout)
-	defer cancel()
-	if err := s.bus.Publish(ctx, users, frame); err != nil {
+	if err := s.bus.Publish(s.busDeadline.get(), users, frame); err != nil {
 		s.metrics.busErrors.Inc()
 		s.log.Warn("bus publish failed", "users", len(users), "err", err)
 	}

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"clusterchat/bus"
@@ -114,6 +115,9 @@ type Service struct {
 	members   *memberCache
 	ctx       context.Context // cancelled by Shutdown
 	cancel    context.CancelFunc
+
+	storeDeadline *sharedDeadline // storeCtx
+	busDeadline   *sharedDeadline // bus publishes of push
 }
 
 // BusFactory builds the service's bus once the service can receive from it.
@@ -136,6 +140,8 @@ func New(cfg Config, store model.Store, newBus BusFactory) (*Service, error) {
 		ctx:      ctx,
 		cancel:   cancel,
 	}
+	s.storeDeadline = newSharedDeadline(ctx, cfg.StoreTimeout)
+	s.busDeadline = newSharedDeadline(ctx, busTimeout)
 	s.handlers = s.dispatchTable()
 	b, err := newBus(bus.Options{Node: cfg.Node, Handler: s.onBusMessage, OnResync: s.onBusResync})
 	if err != nil {
@@ -242,9 +248,54 @@ func (s *Service) storeErr(err error, what string) *apiError {
 	return errf(protocol.ErrUnavailable, "storage temporarily unavailable, retry")
 }
 
-// storeCtx bounds one store call.
+// storeCtx bounds one store call: at least StoreTimeout from now (up to
+// 1/32 more, see sharedDeadline). The cancel function is a no-op, kept so
+// that callers read like context.WithTimeout.
 func (s *Service) storeCtx() (context.Context, context.CancelFunc) {
-	return context.WithTimeout(s.ctx, s.cfg.StoreTimeout)
+	return s.storeDeadline.get(), noCancel
+}
+
+func noCancel() {}
+
+// sharedDeadline hands out contexts whose deadline is at least timeout and
+// at most timeout + timeout/32 from now: calls in the same 1/32 of the
+// timeout share one context (and one runtime timer) instead of making a
+// context, a timer and a cancellation each. A shared context is never
+// cancelled early; it ends at its deadline or with parent.
+type sharedDeadline struct {
+	parent  context.Context
+	timeout time.Duration
+	slack   time.Duration
+	mu      sync.Mutex // serialises making the next context
+	cur     atomic.Pointer[deadlineCtx]
+}
+
+type deadlineCtx struct {
+	ctx      context.Context
+	deadline time.Time
+	cancel   context.CancelFunc // kept for vet; the deadline releases it
+}
+
+func newSharedDeadline(parent context.Context, timeout time.Duration) *sharedDeadline {
+	return &sharedDeadline{parent: parent, timeout: timeout, slack: timeout / 32}
+}
+
+// get returns a context ending no earlier than timeout from now. Any
+// goroutine.
+func (d *sharedDeadline) get() context.Context {
+	want := time.Now().Add(d.timeout)
+	if c := d.cur.Load(); c != nil && !c.deadline.Before(want) {
+		return c.ctx
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if c := d.cur.Load(); c != nil && !c.deadline.Before(want) {
+		return c.ctx
+	}
+	dl := want.Add(d.slack)
+	ctx, cancel := context.WithDeadline(d.parent, dl)
+	d.cur.Store(&deadlineCtx{ctx: ctx, deadline: dl, cancel: cancel})
+	return ctx
 }
 
 // stripedLocks is a fixed array of mutexes picked by conversation, so that

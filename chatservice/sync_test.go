@@ -3,6 +3,7 @@ package chatservice
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/tidwall/gjson"
 
@@ -40,5 +41,30 @@ func TestPushGateHoldsLivePushesBehindOfflineOnes(t *testing.T) {
 	g.deliver(rec, live(6))
 	if len(rec.frames) != 4 {
 		t.Fatal("a reopened gate must send at once")
+	}
+}
+
+func TestSharedDeadlineBounds(t *testing.T) {
+	parent, cancel := context.WithCancel(context.Background())
+	const timeout = 320 * time.Millisecond
+	d := newSharedDeadline(parent, timeout)
+	for range 50 {
+		before := time.Now()
+		ctx := d.get()
+		dl, ok := ctx.Deadline()
+		if !ok {
+			t.Fatal("no deadline")
+		}
+		if lo, hi := before.Add(timeout), time.Now().Add(timeout+timeout/32); dl.Before(lo) || dl.After(hi) {
+			t.Fatalf("deadline %v outside [%v, %v]", dl, lo, hi)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx := d.get()
+	cancel()
+	select {
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("parent's cancellation not seen")
 	}
 }

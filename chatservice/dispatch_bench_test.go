@@ -44,9 +44,11 @@ type countingConn struct {
 	bytes  int
 }
 
-func (c *countingConn) ID() uint64                            { return c.id }
-func (c *countingConn) Context() context.Context              { return c.ctx }
-func (c *countingConn) RemoteAddr() net.Addr                  { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+func (c *countingConn) ID() uint64               { return c.id }
+func (c *countingConn) Context() context.Context { return c.ctx }
+func (c *countingConn) RemoteAddr() net.Addr {
+	return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}
+}
 func (c *countingConn) Shutdown(time.Duration)                {}
 func (c *countingConn) WaitUnsent(context.Context, int) error { return nil }
 func (c *countingConn) Send(f []byte) error {

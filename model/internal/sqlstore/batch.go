@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -20,8 +21,10 @@ import (
 // one SELECT, the messages go in with multi-row INSERTs, the cursors move
 // with one multi-row upsert (a group's with one UPDATE) and last_seq with
 // one UPDATE for all the batch's conversations. Multi-row statements are
-// prepared for 1, 4, 16, 64 and 256 rows and a batch is cut into such
-// chunks. Each statement is bound to the transaction once (runner.txs).
+// prepared for the powers of 2 up to 256 rows; a run of keys is padded to
+// the next size up (chunkSizes), a run of messages is cut into chunks of
+// those sizes (insertSizes).
+// Each statement is bound to the transaction once (runner.txs).
 //
 // A multi-row INSERT that fails on a unique key (a retried cid, or one used
 // for another message) or a foreign key (a sender that does not exist) is
@@ -64,33 +67,43 @@ import (
 // sender's leaf of the (sender, cid) index), each written with two
 // pwrite(2) calls, and the B-tree work; the Go side is a few percent.
 
-// chunkSizes are the row counts of the prepared multi-row statements,
-// powers of 4 (few statements to prepare on each MySQL connection, at most
-// 3 per size in a chunked run).
-var chunkSizes = [...]int{1, 4, 16, 64, 256}
+// chunkSizes are the row counts of the prepared multi-row statements
+// other than the messages' INSERT, powers of 2. Those statements are
+// idempotent in their rows (a key locked, read, checked or set to the same
+// value twice is the same as once), so a run of keys goes in one statement
+// of the next size up, its last key repeated to fill it: one statement per
+// 256 keys, at most twice as many placeholders as keys. (With powers of 4
+// cut into chunks, a batch of 15 took 6 statements of each kind; padded to
+// powers of 4, a batch of 65 keys cost MariaDB a 256-key statement.)
+var chunkSizes = [...]int{1, 2, 4, 8, 16, 32, 64, 128, 256}
 
-// chunk returns the size of the next chunk of a run of n > 0 rows: the
-// largest prepared size that is at most n.
-func chunk(n int) int {
-	for i := len(chunkSizes) - 1; i > 0; i-- {
-		if chunkSizes[i] <= n {
-			return chunkSizes[i]
-		}
-	}
-	return 1
-}
+// insertSizes are the row counts of the prepared messages' INSERTs, powers
+// of 2: rows cannot be repeated there, so a run of n rows takes one
+// statement per bit of n.
+var insertSizes = chunkSizes
 
-// sizeIndex returns i with chunkSizes[i] == n.
-func sizeIndex(n int) int {
+// padded returns how many of a run of n > 0 keys the next statement takes
+// (at most the largest size) and the index in chunkSizes of the size it
+// is padded to.
+func padded(n int) (take, size int) {
+	take = min(n, chunkSizes[len(chunkSizes)-1])
 	for i, c := range chunkSizes {
-		if c == n {
-			return i
+		if c >= take {
+			return take, i
 		}
 	}
-	panic(fmt.Sprintf("sqlstore: no statement for %d rows", n))
+	panic("unreachable")
 }
 
-// batchSQL holds the multi-row statements for each size in chunkSizes.
+// insertChunk returns the rows of the next INSERT of a run of n > 0 rows
+// (the largest of insertSizes that is at most n) and its index.
+func insertChunk(n int) (rows, size int) {
+	size = min(bits.Len(uint(n))-1, len(insertSizes)-1)
+	return insertSizes[size], size
+}
+
+// batchSQL holds the multi-row statements for each size in chunkSizes
+// (insertMsgs: in insertSizes).
 type batchSQL struct {
 	insertMsgs   []string // (conv_id, seq, sender, from_name, body, cid, sent_at) x n
 	upsertCursor []string // (user_id, conv_id, seq) x n
@@ -111,9 +124,11 @@ func repeatSep(s, sep string, n int) string {
 
 func newBatchSQL(d *Dialect) batchSQL {
 	var b batchSQL
-	for _, n := range chunkSizes {
+	for _, n := range insertSizes {
 		b.insertMsgs = append(b.insertMsgs,
 			"INSERT INTO messages (conv_id, seq, sender, from_name, body, cid, sent_at) VALUES "+repeatJoin("(?, ?, ?, ?, ?, ?, ?)", n))
+	}
+	for _, n := range chunkSizes {
 		b.upsertCursor = append(b.upsertCursor,
 			"INSERT INTO cursors (user_id, conv_id, seq) VALUES "+repeatJoin("(?, ?, ?)", n)+" "+d.UpsertCursorTail)
 		b.setLastSeq = append(b.setLastSeq,
@@ -379,12 +394,13 @@ func (s *Store) readAckConvs(ctx context.Context, r runner, reqs []*msgReq, b *b
 // chunk, and adds the conversations found to b.
 func (s *Store) readConvRows(ctx context.Context, r runner, stmts []string, what string, b *batchState) error {
 	for keys := b.keys; len(keys) > 0; {
-		n := chunk(len(keys))
+		n, size := padded(len(keys))
 		b.args = b.args[:0]
-		for _, k := range keys[:n] {
+		for i := range chunkSizes[size] {
+			k := keys[min(i, n-1)]
 			b.args = append(b.args, k.g, k.a, k.b)
 		}
-		rows := r.query(ctx, stmts[sizeIndex(n)], b.args...)
+		rows := r.query(ctx, stmts[size], b.args...)
 		if rows.err != nil {
 			return fmt.Errorf("%s %d conversations: %w", what, n, rows.err)
 		}
@@ -441,12 +457,12 @@ func (s *Store) checkSenders(ctx context.Context, r runner, reqs []*msgReq, b *b
 			continue
 		}
 		for ids := b.ids; len(ids) > 0; {
-			n := chunk(len(ids))
+			n, size := padded(len(ids))
 			b.args = append(b.args[:0], g)
-			for _, id := range ids[:n] {
-				b.args = append(b.args, id)
+			for i := range chunkSizes[size] {
+				b.args = append(b.args, ids[min(i, n-1)])
 			}
-			rows := r.query(ctx, s.bsql.members[sizeIndex(n)], b.args...)
+			rows := r.query(ctx, s.bsql.members[size], b.args...)
 			if rows.err != nil {
 				return fmt.Errorf("check members of group %d: %w", g, rows.err)
 			}
@@ -473,7 +489,7 @@ func (s *Store) checkSenders(ctx context.Context, r runner, reqs []*msgReq, b *b
 // multi-row INSERTs; a chunk that breaks a key is stored row by row.
 func (s *Store) insertPending(ctx context.Context, r runner, reqs []*msgReq, results []msgRes, b *batchState) error {
 	for p := b.pending; len(p) > 0; {
-		n := chunk(len(p))
+		n, size := insertChunk(len(p))
 		part := p[:n]
 		p = p[n:]
 		b.args = b.args[:0]
@@ -482,7 +498,7 @@ func (s *Store) insertPending(ctx context.Context, r runner, reqs []*msgReq, res
 			c.plan++
 			b.args = append(b.args, c.id, c.plan, q.m.From, q.m.FromName, q.m.Body, q.m.CID, q.m.Time)
 		}
-		_, err := r.exec(ctx, s.bsql.insertMsgs[sizeIndex(n)], b.args...)
+		_, err := r.exec(ctx, s.bsql.insertMsgs[size], b.args...)
 		if err != nil && !s.d.IsUnique(err) && !s.d.IsForeignKey(err) {
 			return fmt.Errorf("insert %d messages: %w", n, err)
 		}
@@ -629,12 +645,13 @@ func (s *Store) flushCursors(ctx context.Context, r runner, b *batchState) error
 			return cmp.Or(cmp.Compare(x.user, y.user), cmp.Compare(x.conv, y.conv))
 		})
 		for len(keys) > 0 {
-			n := chunk(len(keys))
+			n, size := padded(len(keys))
 			b.args = b.args[:0]
-			for _, k := range keys[:n] {
+			for i := range chunkSizes[size] {
+				k := keys[min(i, n-1)]
 				b.args = append(b.args, k.user, k.conv, b.direct[k])
 			}
-			if _, err := r.exec(ctx, s.bsql.upsertCursor[sizeIndex(n)], b.args...); err != nil {
+			if _, err := r.exec(ctx, s.bsql.upsertCursor[size], b.args...); err != nil {
 				return fmt.Errorf("move %d cursors: %w", n, err)
 			}
 			keys = keys[n:]
@@ -656,16 +673,17 @@ func (s *Store) flushCursors(ctx context.Context, r runner, b *batchState) error
 		users := byGroup[g]
 		slices.Sort(users)
 		for len(users) > 0 {
-			n := chunk(len(users))
+			n, size := padded(len(users))
 			b.args = b.args[:0]
-			for _, u := range users[:n] {
+			for i := range chunkSizes[size] {
+				u := users[min(i, n-1)]
 				b.args = append(b.args, u, b.group[memberKey{g, u}])
 			}
 			b.args = append(b.args, g)
-			for _, u := range users[:n] {
-				b.args = append(b.args, u)
+			for i := range chunkSizes[size] {
+				b.args = append(b.args, users[min(i, n-1)])
 			}
-			if _, err := r.exec(ctx, s.bsql.moveMembers[sizeIndex(n)], b.args...); err != nil {
+			if _, err := r.exec(ctx, s.bsql.moveMembers[size], b.args...); err != nil {
 				return fmt.Errorf("move %d cursors in group %d: %w", n, g, err)
 			}
 			users = users[n:]
@@ -684,15 +702,16 @@ func (s *Store) flushLastSeqs(ctx context.Context, r runner, b *batchState) erro
 		}
 	}
 	for idx := b.ids; len(idx) > 0; {
-		n := chunk(len(idx))
+		n, size := padded(len(idx))
 		b.args = b.args[:0]
-		for _, i := range idx[:n] {
-			b.args = append(b.args, b.order[i].id, b.order[i].last)
+		for j := range chunkSizes[size] {
+			c := b.order[idx[min(j, n-1)]]
+			b.args = append(b.args, c.id, c.last)
 		}
-		for _, i := range idx[:n] {
-			b.args = append(b.args, b.order[i].id)
+		for j := range chunkSizes[size] {
+			b.args = append(b.args, b.order[idx[min(j, n-1)]].id)
 		}
-		if _, err := r.exec(ctx, s.bsql.setLastSeq[sizeIndex(n)], b.args...); err != nil {
+		if _, err := r.exec(ctx, s.bsql.setLastSeq[size], b.args...); err != nil {
 			return fmt.Errorf("set last seq of %d conversations: %w", n, err)
 		}
 		idx = idx[n:]

@@ -37,6 +37,7 @@ type Conn struct {
 
 	remote    atomic.Pointer[net.Addr]
 	unsent    atomic.Int64 // gnet's outbound buffer as last seen on the loop
+	flushing  atomic.Int64 // bytes taken from out by a flush not yet reflected in unsent
 	paced     atomic.Bool  // a WaitUnsent caller wants unsent kept fresh
 	value     atomic.Pointer[any]
 	connected atomic.Bool // OnConnect was called
@@ -216,10 +217,17 @@ func (c *Conn) flush() {
 	b, frames := c.out, c.outFrames
 	c.out, c.outFrames = nil, 0
 	c.flushQueued = false
+	if b != nil {
+		// Until afterWrite stores gnet's new figure, Unsent counts these
+		// bytes here (an overestimate at worst), so that a pacing producer
+		// does not see them vanish while they are being written.
+		c.flushing.Store(int64(len(*b)))
+	}
 	c.mu.Unlock()
 	if b == nil {
 		return
 	}
+	defer c.flushing.Store(0)
 	if c.state == stateClosed || c.state == stateHalfClosed {
 		c.srv.putBuf(b)
 		return

@@ -16,8 +16,9 @@ func (c *Conn) Unsent() int {
 	if c.out != nil {
 		queued = len(*c.out)
 	}
+	flushing := c.flushing.Load()
 	c.mu.Unlock()
-	return queued + int(c.unsent.Load())
+	return queued + int(flushing) + int(c.unsent.Load())
 }
 
 // WaitUnsent blocks until Unsent() <= limit, the connection closes, or ctx

@@ -14,9 +14,13 @@ type frameWriter struct {
 	first bool
 }
 
+// frameCap is the initial capacity of a frame: a CHAT push of a 64-byte
+// message with a 24-byte cid is about 190 bytes.
+const frameCap = 256
+
 // newFrame starts an object with its msgid.
 func newFrame(msgid int) *frameWriter {
-	w := &frameWriter{b: make([]byte, 0, 128)}
+	w := &frameWriter{b: make([]byte, 0, frameCap)}
 	w.b = append(w.b, `{"msgid":`...)
 	w.b = strconv.AppendInt(w.b, int64(msgid), 10)
 	return w

@@ -56,7 +56,7 @@ func (s *Service) handleOneChat(c *call) *apiError {
 	if aerr := s.requireFriend(ctx, me, toid); aerr != nil {
 		return aerr
 	}
-	return s.sendMessage(c, model.Direct(me, toid), me, msg, cid, func(context.Context, model.Message) ([]int64, error) {
+	return s.sendMessage(ctx, c, model.Direct(me, toid), me, msg, cid, func(context.Context, model.Message) ([]int64, error) {
 		return []int64{toid, me}, nil
 	})
 }
@@ -74,7 +74,9 @@ func (s *Service) handleGroupChat(c *call) *apiError {
 	// Membership (403) and existence (404) are checked by the store inside
 	// the storing transaction; the members are read afterwards, only to
 	// know whom to push to.
-	return s.sendMessage(c, model.GroupConv(gid), me, msg, cid, func(ctx context.Context, m model.Message) ([]int64, error) {
+	ctx, cancel := s.storeCtx()
+	defer cancel()
+	return s.sendMessage(ctx, c, model.GroupConv(gid), me, msg, cid, func(ctx context.Context, m model.Message) ([]int64, error) {
 		return s.members.recipients(ctx, s.store, gid, m.Seq)
 	})
 }
@@ -111,10 +113,10 @@ func (s *Service) requireFriend(ctx context.Context, me, other int64) *apiError 
 //
 // recipients names the users to push to; it is called after the message
 // is stored, with the stored message.
-func (s *Service) sendMessage(c *call, conv model.Conv, me int64, body, cid string,
+//
+// ctx bounds the store calls (the caller's storeCtx).
+func (s *Service) sendMessage(ctx context.Context, c *call, conv model.Conv, me int64, body, cid string,
 	recipients func(context.Context, model.Message) ([]int64, error)) *apiError {
-	ctx, cancel := s.storeCtx()
-	defer cancel()
 	name, aerr := s.myName(ctx, me)
 	if aerr != nil {
 		return aerr

@@ -1,6 +1,7 @@
 package chatservice
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,10 @@ type Metrics struct {
 	closes       *prometheus.CounterVec
 	requests     *prometheus.HistogramVec
 	storeLatency prometheus.Histogram
+
+	// reqObs caches requests' observer of each request msgid (1-99),
+	// filled on first use so that only requests seen are exported.
+	reqObs [100]atomic.Pointer[prometheus.Observer]
 }
 
 func newMetrics() *Metrics {
@@ -59,9 +64,23 @@ func (m *Metrics) bind(s *Service) {
 }
 
 func (m *Metrics) observeRequest(msgid int, d time.Duration) {
+	if msgid < 0 || msgid >= len(m.reqObs) {
+		m.requestObserver(msgid).Observe(d.Seconds())
+		return
+	}
+	o := m.reqObs[msgid].Load()
+	if o == nil {
+		obs := m.requestObserver(msgid)
+		o = &obs
+		m.reqObs[msgid].Store(o)
+	}
+	(*o).Observe(d.Seconds())
+}
+
+func (m *Metrics) requestObserver(msgid int) prometheus.Observer {
 	name := protocol.Name(msgid)
 	if name == "" {
 		name = "unknown"
 	}
-	m.requests.WithLabelValues(name).Observe(d.Seconds())
+	return m.requests.WithLabelValues(name)
 }

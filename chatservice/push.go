@@ -13,10 +13,7 @@ const busTimeout = 2 * time.Second
 // servers. The bus is a doorbell: a failed publish is logged, and the
 // recipients find the message again through the offline push or HISTORY.
 func (s *Service) push(users []int64, frame []byte, skip *session) {
-	n := 0
-	for _, u := range users {
-		n += s.reg.send(u, frame, skip)
-	}
+	n := s.reg.sendAll(users, frame, skip)
 	s.metrics.pushes.Add(float64(n))
 	if len(users) == 0 {
 		return

@@ -154,6 +154,26 @@ func (r *registry) send(userID int64, frame []byte, skip *session) int {
 	return n
 }
 
+// sendAll is send for each user of users, under one read lock, and returns
+// how many sessions it reached in all.
+func (r *registry) sendAll(users []int64, frame []byte, skip *session) int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	n := 0
+	for _, id := range users {
+		u := r.users[id]
+		if u == nil {
+			continue
+		}
+		for _, s := range u.sessions {
+			if s != skip && s.gate.deliver(s.conn, frame) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // userIDs returns the ids of all local users.
 func (r *registry) userIDs() []int64 {
 	r.mu.RLock()

@@ -229,7 +229,7 @@ func tailFile(path string, n int64) string {
 // runs the program named exe (its comm, the base name it was executed as,
 // truncated to 15 bytes by the kernel; or the base name of its executable),
 // so that a recycled pid is not mistaken for the process once started.
-// Zombies count as gone.
+// A zombie counts as gone once all its threads have ended.
 func PidAlive(pid int, exe string) bool {
 	if pid <= 0 {
 		return false
@@ -239,9 +239,15 @@ func PidAlive(pid int, exe string) bool {
 	if err != nil {
 		return false
 	}
-	// Field 3, after the parenthesised comm, is the state.
+	// Field 3, after the parenthesised comm, is the state. A zombie leader
+	// of a multi-threaded process may still have threads exiting that hold
+	// its files, sockets and locks: it is gone only once it is the last task.
 	if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-		return false
+		tasks, err := os.ReadDir(filepath.Join(proc, "task"))
+		if err != nil || len(tasks) <= 1 {
+			return false
+		}
+		return true
 	}
 	if exe == "" {
 		return true

@@ -19,6 +19,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -33,6 +34,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	_ "github.com/go-sql-driver/mysql" // pingMySQL
 
 	"clusterchat/internal/testenv"
 )
@@ -550,12 +553,15 @@ func one(ctx context.Context, out io.Writer, dir, cmd, name string) error {
 	workers := len(s.Children)
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	err = p.WaitReady(ctx, func(context.Context) error {
+	err = p.WaitReady(ctx, func(ctx context.Context) error {
 		if ok, err := testenv.TCPListening(port); err != nil || !ok {
 			return fmt.Errorf("port %d not listening yet (%v)", port, err)
 		}
 		if k := len(testenv.ChildPids(p.Pid())); k < workers {
 			return fmt.Errorf("%d of %d workers running", k, workers)
+		}
+		if s.Name == "mariadb" { // listening is not ready: a query must answer
+			return pingMySQL(ctx, s.Addr)
 		}
 		return nil
 	})
@@ -572,5 +578,19 @@ func one(ctx context.Context, out io.Writer, dir, cmd, name string) error {
 		return err
 	}
 	fmt.Fprintf(out, "cluster: %s started (pid %d)\n", s.Name, s.Pid)
+	return nil
+}
+
+// pingMySQL runs SELECT 1 on a fresh connection to addr as root.
+func pingMySQL(ctx context.Context, addr string) error {
+	db, err := sql.Open("mysql", "root@tcp("+addr+")/?timeout=1s")
+	if err != nil {
+		return fmt.Errorf("open: %w", err)
+	}
+	defer db.Close()
+	var one int
+	if err := db.QueryRowContext(ctx, "SELECT 1").Scan(&one); err != nil {
+		return fmt.Errorf("SELECT 1: %w", err)
+	}
 	return nil
 }

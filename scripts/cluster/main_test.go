@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -92,7 +93,7 @@ func TestUpDown(t *testing.T) {
 			t.Fatalf("start %s: %v", c.name, err)
 		}
 		if err := run(append([]string{"start", c.name}, args...), &bytes.Buffer{}); err == nil {
-			t.Fatalf("second start %s: no error", c.name)
+			t.Fatalf("second start %s: no error; log:\n%s", c.name, logOf(t, state, c.name))
 		}
 		if err := run(append([]string{"status"}, args...), &bytes.Buffer{}); err != nil {
 			t.Fatalf("status after start %s: %v", c.name, err)
@@ -163,4 +164,20 @@ func pidOf(t *testing.T, dir, name string) int {
 	}
 	t.Fatalf("no service %s", name)
 	return 0
+}
+
+// logOf returns the log file of service name.
+func logOf(t *testing.T, dir, name string) string {
+	t.Helper()
+	st, err := readState(dir)
+	if err != nil || st == nil {
+		t.Fatalf("state: %v", err)
+	}
+	for _, s := range st.Services {
+		if s.Name == name {
+			b, _ := os.ReadFile(s.Cmd.LogFile)
+			return string(b)
+		}
+	}
+	return ""
 }

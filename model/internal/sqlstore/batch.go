@@ -138,7 +138,7 @@ func newBatchSQL(d *Dialect) batchSQL {
 		b.moveMembers = append(b.moveMembers,
 			"UPDATE group_members SET cur = "+d.Greatest+"(cur, CASE user_id"+strings.Repeat(" WHEN ? THEN ?", n)+
 				" END) WHERE group_id = ? AND user_id IN ("+repeatJoin("?", n)+")")
-		sel := "SELECT id, group_id, a, b, last_seq FROM convs WHERE " +
+		sel := "SELECT id, group_id, a, b, last_seq FROM convs" + d.ConvsByKey + " WHERE " +
 			repeatSep("(group_id = ? AND a = ? AND b = ?)", " OR ", n)
 		b.lockConvs = append(b.lockConvs, sel+d.ForUpdate)
 		b.readConvs = append(b.readConvs, sel)

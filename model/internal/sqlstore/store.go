@@ -42,6 +42,13 @@ type Dialect struct {
 	// end of the transaction (" FOR UPDATE"), or "" where the transaction
 	// is already exclusive (SQLite's BEGIN IMMEDIATE).
 	ForUpdate string
+	// ConvsByKey is appended to "FROM convs" in the batch's multi-key
+	// SELECTs of conversations, to make the database use the unique index
+	// on (group_id, a, b) as one range per key (MySQL: " FORCE INDEX
+	// (convs_key)"; without it, MariaDB reads every direct conversation
+	// for a batch of more than about 100 keys in a small table, and a
+	// FOR UPDATE then waits for rows it does not want). May be empty.
+	ConvsByKey string
 	// InsertConvIgnore inserts a conversation (group_id, a, b) with
 	// last_seq 0 unless it exists.
 	InsertConvIgnore string

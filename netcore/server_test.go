@@ -760,3 +760,73 @@ func proxyV2Header(t *testing.T) []byte {
 	b = binary.BigEndian.AppendUint16(b, 7000)
 	return b
 }
+
+// TestFanoutSendOrder: goroutines off the loops each send a sequence to
+// every one of many connections (the connections share their loops' flush
+// lists); every client gets every frame, in order per goroutine.
+func TestFanoutSendOrder(t *testing.T) {
+	const conns, goroutines, perG = 50, 4, 300
+	var mu sync.Mutex
+	var all []*Conn
+	ready := make(chan struct{})
+	s := startServer(t, Options{OnConnect: func(c *Conn) {
+		mu.Lock()
+		defer mu.Unlock()
+		all = append(all, c)
+		if len(all) == conns {
+			close(ready)
+		}
+	}})
+	clients := make([]net.Conn, conns)
+	for i := range clients {
+		clients[i] = dial(t, s)
+	}
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("connections not up")
+	}
+	for g := range goroutines {
+		go func() {
+			for i := range perG {
+				f := fmt.Appendf(nil, "%d:%d", g, i)
+				for _, c := range all {
+					if err := c.Send(f); err != nil {
+						panic(err)
+					}
+				}
+			}
+		}()
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for _, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := bufio.NewReader(c)
+			_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
+			next := make([]int, goroutines)
+			for n := range goroutines * perG {
+				f, err := readFrame(r)
+				if err != nil {
+					errs <- fmt.Errorf("frame %d: %w", n, err)
+					return
+				}
+				gs, is, _ := strings.Cut(string(f), ":")
+				g, _ := strconv.Atoi(gs)
+				i, _ := strconv.Atoi(is)
+				if next[g] != i {
+					errs <- fmt.Errorf("goroutine %d: got seq %d, want %d", g, i, next[g])
+					return
+				}
+				next[g]++
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+}

@@ -27,8 +27,9 @@ const DefaultQueueSize = dispatch.DefaultSize
 type Hub struct {
 	queueSize int
 
-	mu   sync.RWMutex
-	subs map[int64]map[*Bus]int // user → node → Subscribe count
+	mu    sync.RWMutex
+	subs  map[int64]map[*Bus]int // user → node → Subscribe count
+	nodes int                    // open nodes
 }
 
 // HubOption configures a Hub.
@@ -63,6 +64,9 @@ func New(opts bus.Options) *Bus {
 // Bus returns a new node on the hub. opts.OnResync is never called: an
 // in-process bus cannot lose its connection.
 func (h *Hub) Bus(opts bus.Options) *Bus {
+	h.mu.Lock()
+	h.nodes++
+	h.mu.Unlock()
 	return &Bus{hub: h, node: opts.Node, queue: dispatch.New(h.queueSize, opts.Handler)}
 }
 
@@ -144,6 +148,9 @@ func (b *Bus) Publish(ctx context.Context, userIDs []int64, payload []byte) erro
 	if b.closed {
 		return fmt.Errorf("bus/memory: publish to %d users: %w", len(userIDs), bus.ErrClosed)
 	}
+	if h.nodes <= 1 {
+		return nil // a node alone on its hub (the one-node server) reaches nobody
+	}
 	for _, id := range userIDs {
 		for node := range h.subs[id] {
 			if node == b {
@@ -186,6 +193,7 @@ func (b *Bus) Close() error {
 	h.mu.Lock()
 	if !b.closed {
 		b.closed = true
+		h.nodes--
 		for id, nodes := range h.subs {
 			if _, ok := nodes[b]; ok {
 				delete(nodes, b)

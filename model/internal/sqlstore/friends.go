@@ -161,11 +161,18 @@ func (s *Store) DeleteFriend(ctx context.Context, me, other int64) (model.Remove
 
 // AreFriends reports whether a and b are friends.
 func (s *Store) AreFriends(ctx context.Context, u1, u2 int64) (bool, error) {
+	a, b := pair(u1, u2)
+	if s.friendReqs != nil { // with the concurrent calls: friendreads.go
+		ok, err := s.areFriendsQueued(ctx, a, b)
+		if err != nil {
+			return false, s.errorf("are friends %d, %d: %w", u1, u2, err)
+		}
+		return ok, nil
+	}
 	r, err := s.read("are friends")
 	if err != nil {
 		return false, err
 	}
-	a, b := pair(u1, u2)
 	state, _, err := s.friendState(ctx, r, a, b)
 	if err != nil {
 		return false, s.errorf("are friends %d, %d: %w", u1, u2, err)

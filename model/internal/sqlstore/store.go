@@ -148,7 +148,11 @@ type Store struct {
 	mu     sync.RWMutex // guards closed and sends on queues
 	closed bool
 	queues []chan *msgReq // one per writer; a conversation's requests go to one (route)
-	wg     sync.WaitGroup // the writer goroutines
+	// friendReqs queues AreFriends calls for the coalescing readers
+	// (friendreads.go); nil when the dialect is Exclusive (SQLite: the
+	// only server caches friendships, and reads are local).
+	friendReqs chan *friendReq
+	wg         sync.WaitGroup // the writer goroutines
 }
 
 var _ model.Store = (*Store)(nil)
@@ -187,6 +191,13 @@ func New(ctx context.Context, d *Dialect, w, r *sql.DB, opts Options) (*Store, e
 	for _, q := range s.queues {
 		s.wg.Add(1)
 		go s.writer(q)
+	}
+	if !d.Exclusive {
+		s.friendReqs = make(chan *friendReq, opts.QueueSize)
+		for range friendReaders {
+			s.wg.Add(1)
+			go s.friendReader()
+		}
 	}
 	return s, nil
 }
@@ -229,6 +240,9 @@ func (s *Store) Close() error {
 	s.closed = true
 	for _, q := range s.queues {
 		close(q)
+	}
+	if s.friendReqs != nil {
+		close(s.friendReqs)
 	}
 	s.mu.Unlock()
 	s.wg.Wait()

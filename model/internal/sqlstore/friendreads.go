@@ -1,0 +1,140 @@
+package sqlstore
+
+import (
+	"context"
+	"fmt"
+
+	"clusterchat/model"
+)
+
+// Coalesced friendship reads. On a server the chat service asks AreFriends
+// for every direct message (another server may end a friendship at any
+// moment, so it cannot cache the answer): one round trip and one statement
+// per message, as many as the whole batch writer spends on ten messages.
+// Concurrent calls are therefore answered together: a reader goroutine
+// takes every call queued, reads all their pairs with one SELECT and
+// answers each. A call is only answered by a read issued after it was
+// queued, so it sees every change committed before it began, as before.
+
+// friendReaders is the number of coalescing reader goroutines (reads in
+// flight at once).
+const friendReaders = 2
+
+// friendReq is a queued AreFriends call; a < b.
+type friendReq struct {
+	a, b int64
+	res  chan friendRes // buffered: the reader never blocks on it
+}
+
+type friendRes struct {
+	ok  bool
+	err error
+}
+
+// friendsSQL returns the multi-pair SELECT of friends for n pairs.
+func friendsSQL(n int) string {
+	return "SELECT a, b, state FROM friends WHERE " + repeatSep("(a = ? AND b = ?)", " OR ", n)
+}
+
+// areFriendsQueued answers AreFriends for a < b through the readers.
+func (s *Store) areFriendsQueued(ctx context.Context, a, b int64) (bool, error) {
+	req := &friendReq{a: a, b: b, res: make(chan friendRes, 1)}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		return false, model.ErrClosed
+	}
+	select {
+	case s.friendReqs <- req:
+		s.mu.RUnlock()
+	case <-ctx.Done():
+		s.mu.RUnlock()
+		return false, fmt.Errorf("queue: %w", ctx.Err())
+	}
+	select {
+	case res := <-req.res:
+		return res.ok, res.err
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+// friendReader answers queued AreFriends calls until friendReqs is closed
+// and drained.
+func (s *Store) friendReader() {
+	defer s.wg.Done()
+	largest := chunkSizes[len(chunkSizes)-1]
+	batch := make([]*friendReq, 0, largest)
+	seen := make(map[[2]int64]int8, largest)
+	for {
+		first, ok := <-s.friendReqs
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], first)
+	drain:
+		for len(batch) < largest {
+			select {
+			case q, ok := <-s.friendReqs:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, q)
+			default:
+				break drain
+			}
+		}
+		s.readFriends(batch, seen)
+		clear(batch)
+	}
+}
+
+// readFriends answers batch (at most the largest chunk size) with one
+// SELECT; seen is scratch space.
+func (s *Store) readFriends(batch []*friendReq, seen map[[2]int64]int8) {
+	clear(seen)
+	args := make([]any, 0, 2*len(batch))
+	for _, q := range batch {
+		k := [2]int64{q.a, q.b}
+		if _, dup := seen[k]; !dup {
+			seen[k] = 0
+			args = append(args, q.a, q.b)
+		}
+	}
+	n, size := padded(len(args) / 2)
+	for len(args) < 2*chunkSizes[size] { // repeat the last pair
+		args = append(args, args[2*n-2], args[2*n-1])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.TxTimeout)
+	defer cancel()
+	err := s.scanFriends(ctx, chunkSizes[size], args, seen)
+	for _, q := range batch {
+		if err != nil {
+			q.res <- friendRes{err: err}
+			continue
+		}
+		q.res <- friendRes{ok: seen[[2]int64{q.a, q.b}] == stateFriends}
+	}
+}
+
+// scanFriends runs the n-pair SELECT with args and notes each pair's state
+// in seen.
+func (s *Store) scanFriends(ctx context.Context, n int, args []any, seen map[[2]int64]int8) error {
+	rows := runner{c: s.rs}.query(ctx, friendsSQL(n), args...)
+	if rows.err != nil {
+		return fmt.Errorf("read %d pairs: %w", n, rows.err)
+	}
+	defer rows.rows.Close()
+	for rows.rows.Next() {
+		var k [2]int64
+		var state int8
+		if err := rows.rows.Scan(&k[0], &k[1], &state); err != nil {
+			return fmt.Errorf("read %d pairs: %w", n, err)
+		}
+		seen[k] = state
+	}
+	if err := rows.rows.Err(); err != nil {
+		return fmt.Errorf("read %d pairs: %w", n, err)
+	}
+	return nil
+}

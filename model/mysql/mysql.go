@@ -222,6 +222,7 @@ func dialect() *sqlstore.Dialect {
 		LockMigrations:   lockMigrations,
 		ForUpdate:        " FOR UPDATE",
 		ConvsByKey:       " FORCE INDEX (convs_key)",
+		RowValuesIn:      true,
 		InsertConvIgnore: "INSERT INTO convs (group_id, a, b, last_seq) VALUES (?, ?, ?, 0) ON DUPLICATE KEY UPDATE id = id",
 		UpsertCursorTail: "ON DUPLICATE KEY UPDATE seq = GREATEST(seq, VALUES(seq))",
 		Greatest:         "GREATEST",

@@ -140,6 +140,10 @@ func newBatchSQL(d *Dialect) batchSQL {
 				" END) WHERE group_id = ? AND user_id IN ("+repeatJoin("?", n)+")")
 		sel := "SELECT id, group_id, a, b, last_seq FROM convs" + d.ConvsByKey + " WHERE " +
 			repeatSep("(group_id = ? AND a = ? AND b = ?)", " OR ", n)
+		if d.RowValuesIn {
+			sel = "SELECT id, group_id, a, b, last_seq FROM convs" + d.ConvsByKey +
+				" WHERE (group_id, a, b) IN (" + repeatJoin("(?, ?, ?)", n) + ")"
+		}
 		b.lockConvs = append(b.lockConvs, sel+d.ForUpdate)
 		b.readConvs = append(b.readConvs, sel)
 	}

@@ -32,7 +32,10 @@ type friendRes struct {
 }
 
 // friendsSQL returns the multi-pair SELECT of friends for n pairs.
-func friendsSQL(n int) string {
+func (s *Store) friendsSQL(n int) string {
+	if s.d.RowValuesIn {
+		return "SELECT a, b, state FROM friends FORCE INDEX (PRIMARY) WHERE (a, b) IN (" + repeatJoin("(?, ?)", n) + ")"
+	}
 	return "SELECT a, b, state FROM friends WHERE " + repeatSep("(a = ? AND b = ?)", " OR ", n)
 }
 
@@ -120,7 +123,7 @@ func (s *Store) readFriends(batch []*friendReq, seen map[[2]int64]int8) {
 // scanFriends runs the n-pair SELECT with args and notes each pair's state
 // in seen.
 func (s *Store) scanFriends(ctx context.Context, n int, args []any, seen map[[2]int64]int8) error {
-	rows := runner{c: s.rs}.query(ctx, friendsSQL(n), args...)
+	rows := runner{c: s.rs}.query(ctx, s.friendsSQL(n), args...)
 	if rows.err != nil {
 		return fmt.Errorf("read %d pairs: %w", n, rows.err)
 	}

@@ -49,6 +49,12 @@ type Dialect struct {
 	// for a batch of more than about 100 keys in a small table, and a
 	// FOR UPDATE then waits for rows it does not want). May be empty.
 	ConvsByKey string
+	// RowValuesIn is set when the database takes "(x, y) IN ((?, ?), ...)"
+	// and reads an index range per row value for it (MySQL, MariaDB):
+	// the batch's multi-key SELECTs then use it rather than an OR of
+	// conjunctions, which MariaDB evaluates per row against every term
+	// (quadratic in the keys) after a costly range analysis.
+	RowValuesIn bool
 	// InsertConvIgnore inserts a conversation (group_id, a, b) with
 	// last_seq 0 unless it exists.
 	InsertConvIgnore string

@@ -137,6 +137,8 @@ func (s *ServerProc) Start(ctx context.Context) error {
 	cmd.Stdout = s.logs
 	cmd.Stderr = s.logs
 	cmd.Env = append(os.Environ(), s.Opts.Env...)
+	// A test binary that dies (a panic, a timeout) takes its servers along.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		s.mu.Unlock()
 		return fmt.Errorf("start chatserver: %w", err)

@@ -70,7 +70,14 @@ func (s *Service) handleCreateGroup(c *call) *apiError {
 	return nil
 }
 
-func (s *Service) handleJoinGroup(c *call) *apiError {
+// changeGroup runs a change of the caller's membership of a group (JOIN,
+// QUIT, DELETE): it reads "groupid", checks the login, and runs change
+// under the group's lock, which also orders the group's messages. So
+// group events leave in the order of the changes ("owner" right after its
+// "quit"); change sends them before the response, so that a requester who
+// has its answer knows the others have been told. The cached member list
+// is dropped afterwards.
+func (s *Service) changeGroup(c *call, change func(ctx context.Context, gid, me int64, myName string) *apiError) *apiError {
 	gid, me, aerr := s.groupCall(c)
 	if aerr != nil {
 		return aerr
@@ -81,25 +88,27 @@ func (s *Service) handleJoinGroup(c *call) *apiError {
 	if aerr != nil {
 		return aerr
 	}
-	// Group events leave in the order of the changes (and "owner" right
-	// after its "quit"): one group's changes and messages share a lock.
-	// Events go out before the response, so that a requester who has its
-	// answer knows the others have been told.
 	mu := s.convLocks.of(model.GroupConv(gid))
 	mu.Lock()
 	defer mu.Unlock()
-	m, err := s.store.JoinGroup(ctx, gid, me)
-	if err != nil {
-		return s.groupErr(err)
-	}
-	s.members.drop(gid)
-	members, err := s.store.GroupMembers(ctx, gid)
-	if err != nil {
-		return s.groupErr(err)
-	}
-	c.resp.Raw("group", groupJSON(m.Group, m.Role))
-	s.push(memberIDs(members), groupEvent(gid, protocol.EventJoin, me, myName), c.sess)
-	return nil
+	defer s.members.drop(gid)
+	return change(ctx, gid, me, myName)
+}
+
+func (s *Service) handleJoinGroup(c *call) *apiError {
+	return s.changeGroup(c, func(ctx context.Context, gid, me int64, myName string) *apiError {
+		m, err := s.store.JoinGroup(ctx, gid, me)
+		if err != nil {
+			return s.groupErr(err)
+		}
+		members, err := s.store.GroupMembers(ctx, gid)
+		if err != nil {
+			return s.groupErr(err)
+		}
+		c.resp.Raw("group", groupJSON(m.Group, m.Role))
+		s.push(memberIDs(members), groupEvent(gid, protocol.EventJoin, me, myName), c.sess)
+		return nil
+	})
 }
 
 func memberIDs(ms []model.Member) []int64 {
@@ -111,65 +120,37 @@ func memberIDs(ms []model.Member) []int64 {
 }
 
 func (s *Service) handleQuitGroup(c *call) *apiError {
-	gid, me, aerr := s.groupCall(c)
-	if aerr != nil {
-		return aerr
-	}
-	ctx, cancel := s.storeCtx()
-	defer cancel()
-	myName, aerr := s.myName(ctx, me)
-	if aerr != nil {
-		return aerr
-	}
-	mu := s.convLocks.of(model.GroupConv(gid))
-	mu.Lock()
-	defer mu.Unlock()
-	res, err := s.store.QuitGroup(ctx, gid, me)
-	if err != nil {
-		return s.groupErr(err)
-	}
-	s.members.drop(gid)
-	targets := append([]int64{me}, res.Remaining...)
-	quit := groupEvent(gid, protocol.EventQuit, me, myName)
-	var owner []byte
-	if res.NewOwner != 0 {
-		u, err := s.store.UserByID(ctx, res.NewOwner)
-		if err == nil {
-			owner = groupEvent(gid, protocol.EventOwner, u.ID, u.Name)
-		} else {
-			s.log.Warn("group owner event: cannot read new owner", "group", gid, "err", err)
+	return s.changeGroup(c, func(ctx context.Context, gid, me int64, myName string) *apiError {
+		res, err := s.store.QuitGroup(ctx, gid, me)
+		if err != nil {
+			return s.groupErr(err)
 		}
-	}
-	s.push(targets, quit, c.sess)
-	if owner != nil {
-		s.push(targets, owner, c.sess)
-	}
-	return nil
+		// The leaver's other sessions hear of it too.
+		targets := append([]int64{me}, res.Remaining...)
+		s.push(targets, groupEvent(gid, protocol.EventQuit, me, myName), c.sess)
+		if res.NewOwner != 0 {
+			u, err := s.store.UserByID(ctx, res.NewOwner)
+			if err != nil {
+				s.log.Warn("group owner event: cannot read new owner", "group", gid, "err", err)
+				return nil
+			}
+			s.push(targets, groupEvent(gid, protocol.EventOwner, u.ID, u.Name), c.sess)
+		}
+		return nil
+	})
 }
 
 func (s *Service) handleDeleteGroup(c *call) *apiError {
-	gid, me, aerr := s.groupCall(c)
-	if aerr != nil {
-		return aerr
-	}
-	ctx, cancel := s.storeCtx()
-	defer cancel()
-	myName, aerr := s.myName(ctx, me)
-	if aerr != nil {
-		return aerr
-	}
-	mu := s.convLocks.of(model.GroupConv(gid))
-	mu.Lock()
-	defer mu.Unlock()
-	members, err := s.store.DeleteGroup(ctx, gid, me)
-	if errors.Is(err, model.ErrForbidden) {
-		return errf(protocol.ErrForbidden, "only the owner may delete the group")
-	} else if err != nil {
-		return s.groupErr(err)
-	}
-	s.members.drop(gid)
-	s.push(members, groupEvent(gid, protocol.EventDeleted, me, myName), c.sess)
-	return nil
+	return s.changeGroup(c, func(ctx context.Context, gid, me int64, myName string) *apiError {
+		members, err := s.store.DeleteGroup(ctx, gid, me)
+		if errors.Is(err, model.ErrForbidden) {
+			return errf(protocol.ErrForbidden, "only the owner may delete the group")
+		} else if err != nil {
+			return s.groupErr(err)
+		}
+		s.push(members, groupEvent(gid, protocol.EventDeleted, me, myName), c.sess)
+		return nil
+	})
 }
 
 func (s *Service) handleGroupMembers(c *call) *apiError {

@@ -97,6 +97,18 @@ func (s *Service) otherUser(c *call, ctx context.Context, field string) (me int6
 	return me, other, nil
 }
 
+// friendTarget reads "friendid" for ADD_FRIEND and ACCEPT_FRIEND: the
+// caller, its current name (for the pushes), and the other user.
+func (s *Service) friendTarget(c *call, ctx context.Context) (me int64, myName string, other model.User, aerr *apiError) {
+	if me, other, aerr = s.otherUser(c, ctx, "friendid"); aerr != nil {
+		return 0, "", other, aerr
+	}
+	if myName, aerr = s.myName(ctx, me); aerr != nil {
+		return 0, "", other, aerr
+	}
+	return me, myName, other, nil
+}
+
 // myName returns the caller's current name.
 func (s *Service) myName(ctx context.Context, uid int64) (string, *apiError) {
 	if n, ok := s.reg.name(uid); ok {
@@ -112,11 +124,7 @@ func (s *Service) myName(ctx context.Context, uid int64) (string, *apiError) {
 func (s *Service) handleAddFriend(c *call) *apiError {
 	ctx, cancel := s.storeCtx()
 	defer cancel()
-	me, other, aerr := s.otherUser(c, ctx, "friendid")
-	if aerr != nil {
-		return aerr
-	}
-	myName, aerr := s.myName(ctx, me)
+	me, myName, other, aerr := s.friendTarget(c, ctx)
 	if aerr != nil {
 		return aerr
 	}
@@ -162,11 +170,7 @@ func onlineUserJSON(id int64, name string, online bool) []byte {
 func (s *Service) handleAcceptFriend(c *call) *apiError {
 	ctx, cancel := s.storeCtx()
 	defer cancel()
-	me, other, aerr := s.otherUser(c, ctx, "friendid")
-	if aerr != nil {
-		return aerr
-	}
-	myName, aerr := s.myName(ctx, me)
+	me, myName, other, aerr := s.friendTarget(c, ctx)
 	if aerr != nil {
 		return aerr
 	}

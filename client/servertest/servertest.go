@@ -75,6 +75,9 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
+// Pid returns the server's process id (for RSS and CPU readings).
+func (s *Server) Pid() int { return s.cmd.Process.Pid }
+
 // Logs returns what the server wrote to stderr and stdout.
 func (s *Server) Logs() string { return s.logs.String() }
 

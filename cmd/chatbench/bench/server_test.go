@@ -1,13 +1,7 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"net"
-	"os/exec"
-	"path/filepath"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,10 +20,10 @@ func TestRealServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := startServer(t, bin, dir)
-	pid := srv.pid
+	pid := srv.Pid()
 
 	t.Run("pairs", func(t *testing.T) {
-		cfg := fakeConfig(srv.addr, ScenarioPairs)
+		cfg := fakeConfig(srv.Addr, ScenarioPairs)
 		cfg.PIDs = []int{pid}
 		cfg.Duration = time.Second
 		rep, err := runBench(t, cfg)
@@ -44,7 +38,7 @@ func TestRealServer(t *testing.T) {
 		}
 	})
 	t.Run("group", func(t *testing.T) {
-		cfg := fakeConfig(srv.addr, ScenarioGroup)
+		cfg := fakeConfig(srv.Addr, ScenarioGroup)
 		cfg.GroupSize, cfg.Groups, cfg.Rate = 20, 2, 50
 		rep, err := runBench(t, cfg)
 		if err != nil {
@@ -55,7 +49,7 @@ func TestRealServer(t *testing.T) {
 		}
 	})
 	t.Run("conns", func(t *testing.T) {
-		cfg := fakeConfig(srv.addr, ScenarioConns)
+		cfg := fakeConfig(srv.Addr, ScenarioConns)
 		cfg.Conns, cfg.PingEvery, cfg.PIDs = 200, 200*time.Millisecond, []int{pid}
 		rep, err := runBench(t, cfg)
 		if err != nil {
@@ -66,7 +60,7 @@ func TestRealServer(t *testing.T) {
 		}
 	})
 	t.Run("storm", func(t *testing.T) {
-		cfg := fakeConfig(srv.addr, ScenarioStorm)
+		cfg := fakeConfig(srv.Addr, ScenarioStorm)
 		cfg.Storm, cfg.Duration = 200, 20*time.Second
 		rep, err := runBench(t, cfg)
 		if err != nil {
@@ -78,72 +72,9 @@ func TestRealServer(t *testing.T) {
 	})
 }
 
-type testServer struct {
-	addr string
-	pid  int
-}
-
-// startServer runs bin on a free port with the benchmark settings and
-// stops it (SIGTERM, then SIGKILL after 10 s) when the test ends.
-func startServer(t *testing.T, bin, dir string) testServer {
+// startServer runs bin on a free port with the benchmark settings; it is
+// stopped when the test ends.
+func startServer(t *testing.T, bin, dir string) *servertest.Server {
 	t.Helper()
-	addr, err := servertest.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--listen", addr, "--store", "sqlite:"+filepath.Join(dir, "chat.db"),
-		"--bcrypt-cost", "4", "--msg-rate", "0", "--msg-burst", "0", "--log-level", "warn")
-	logs := &lockedBuf{}
-	cmd.Stdout, cmd.Stderr = logs, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start chatserver: %v", err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("chatserver logs:\n%s", logs.String())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return testServer{addr: addr, pid: cmd.Process.Pid}
-		}
-		select {
-		case <-done:
-			t.Fatalf("chatserver exited: %s", logs.String())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("chatserver not listening on %s after 30 s: %s", addr, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	return servertest.Start(t, bin, dir, "--msg-rate", "0", "--msg-burst", "0", "--log-level", "warn")
 }

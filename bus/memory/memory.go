@@ -28,8 +28,7 @@ type Hub struct {
 	queueSize int
 
 	mu    sync.RWMutex
-	subs  map[int64]map[*Bus]int // user → node → Subscribe count
-	nodes int                    // open nodes
+	nodes []*Bus // open nodes; each keeps its own subscriptions
 }
 
 // HubOption configures a Hub.
@@ -47,7 +46,7 @@ func WithQueueSize(n int) HubOption {
 
 // NewHub returns an empty hub.
 func NewHub(opts ...HubOption) *Hub {
-	h := &Hub{queueSize: DefaultQueueSize, subs: make(map[int64]map[*Bus]int)}
+	h := &Hub{queueSize: DefaultQueueSize}
 	for _, o := range opts {
 		o(h)
 	}
@@ -64,10 +63,11 @@ func New(opts bus.Options) *Bus {
 // Bus returns a new node on the hub. opts.OnResync is never called: an
 // in-process bus cannot lose its connection.
 func (h *Hub) Bus(opts bus.Options) *Bus {
+	b := &Bus{hub: h, node: opts.Node, queue: dispatch.New(h.queueSize, opts.Handler), subs: make(map[int64]int32)}
 	h.mu.Lock()
-	h.nodes++
+	h.nodes = append(h.nodes, b)
 	h.mu.Unlock()
-	return &Bus{hub: h, node: opts.Node, queue: dispatch.New(h.queueSize, opts.Handler)}
+	return b
 }
 
 // Bus is one node on a Hub; it implements bus.Bus and is safe for
@@ -77,7 +77,11 @@ type Bus struct {
 	node  string
 	queue *dispatch.Queue
 
-	closed bool // guarded by hub.mu
+	// Guarded by hub.mu. subs is user → Subscribe count: one small map
+	// entry per subscribed user, the whole cost of an idle session's
+	// subscription.
+	subs   map[int64]int32
+	closed bool
 }
 
 var _ bus.Bus = (*Bus)(nil)
@@ -104,12 +108,7 @@ func (b *Bus) Subscribe(_ context.Context, userID int64) error {
 	if b.closed {
 		return fmt.Errorf("bus/memory: subscribe user %d: %w", userID, bus.ErrClosed)
 	}
-	nodes := h.subs[userID]
-	if nodes == nil {
-		nodes = make(map[*Bus]int, 1)
-		h.subs[userID] = nodes
-	}
-	nodes[b]++
+	b.subs[userID]++
 	return nil
 }
 
@@ -122,15 +121,14 @@ func (b *Bus) Unsubscribe(_ context.Context, userID int64) error {
 	if b.closed {
 		return fmt.Errorf("bus/memory: unsubscribe user %d: %w", userID, bus.ErrClosed)
 	}
-	nodes := h.subs[userID]
-	if nodes[b] == 0 {
+	n := b.subs[userID]
+	if n == 0 {
 		return fmt.Errorf("bus/memory: unsubscribe user %d: %w", userID, bus.ErrNotSubscribed)
 	}
-	if nodes[b]--; nodes[b] == 0 {
-		delete(nodes, b)
-		if len(nodes) == 0 {
-			delete(h.subs, userID)
-		}
+	if n == 1 {
+		delete(b.subs, userID)
+	} else {
+		b.subs[userID] = n - 1
 	}
 	return nil
 }
@@ -148,12 +146,15 @@ func (b *Bus) Publish(ctx context.Context, userIDs []int64, payload []byte) erro
 	if b.closed {
 		return fmt.Errorf("bus/memory: publish to %d users: %w", len(userIDs), bus.ErrClosed)
 	}
-	if h.nodes <= 1 {
+	if len(h.nodes) <= 1 {
 		return nil // a node alone on its hub (the one-node server) reaches nobody
 	}
-	for _, id := range userIDs {
-		for node := range h.subs[id] {
-			if node == b {
+	for _, node := range h.nodes {
+		if node == b {
+			continue
+		}
+		for _, id := range userIDs {
+			if node.subs[id] == 0 {
 				continue
 			}
 			// A copy per delivery: the handler may not keep it, but nothing
@@ -179,7 +180,12 @@ func (b *Bus) Online(ctx context.Context, userIDs []int64) ([]bool, error) {
 	}
 	out := make([]bool, len(userIDs))
 	for i, id := range userIDs {
-		out[i] = len(h.subs[id]) > 0
+		for _, node := range h.nodes {
+			if node.subs[id] > 0 {
+				out[i] = true
+				break
+			}
+		}
 	}
 	return out, nil
 }
@@ -193,13 +199,11 @@ func (b *Bus) Close() error {
 	h.mu.Lock()
 	if !b.closed {
 		b.closed = true
-		h.nodes--
-		for id, nodes := range h.subs {
-			if _, ok := nodes[b]; ok {
-				delete(nodes, b)
-				if len(nodes) == 0 {
-					delete(h.subs, id)
-				}
+		b.subs = nil
+		for i, node := range h.nodes {
+			if node == b {
+				h.nodes = append(h.nodes[:i], h.nodes[i+1:]...)
+				break
 			}
 		}
 	}

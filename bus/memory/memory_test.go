@@ -2,6 +2,7 @@ package memory_test
 
 import (
 	"context"
+	"runtime"
 	"testing"
 	"time"
 
@@ -112,4 +113,29 @@ func BenchmarkPublishFanOut500(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// An idle session's subscription must stay small: 19,000 of them are
+// held by one server (the previous map of maps cost ~270 B each).
+func TestSubscriptionFootprint(t *testing.T) {
+	const users = 20000
+	ctx := context.Background()
+	b := memory.New(bus.Options{Node: "solo"})
+	t.Cleanup(func() { _ = b.Close() })
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for id := int64(1); id <= users; id++ {
+		if err := b.Subscribe(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	per := float64(after.HeapAlloc-before.HeapAlloc) / users
+	t.Logf("%.0f B of live heap per subscribed user", per)
+	if per > 64 {
+		t.Fatalf("%.0f B of live heap per subscribed user, want at most 64", per)
+	}
+	bustest.CheckOnline(t, b, []int64{1, users, users + 1}, []bool{true, true, false})
 }

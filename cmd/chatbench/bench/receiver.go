@@ -6,8 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tidwall/gjson"
-
 	"clusterchat/chatservice/protocol"
 	"clusterchat/client"
 )
@@ -48,39 +46,24 @@ func parseUint(b []byte) (int64, bool) {
 	return n, true
 }
 
-var (
-	keySeq = []byte(`"seq":`)
-	keyCID = []byte(`"cid":"`)
-)
-
 // parseChatPush extracts seq and the cid's send stamp from a CHAT or
-// GROUP_CHAT push. The server writes compact JSON with chatbench's own
-// (quote-free) message text, so a byte scan finds the keys; anything else
-// falls back to gjson.
+// GROUP_CHAT push body.
 func parseChatPush(raw []byte) (seq int64, stamp time.Duration, ok bool) {
-	if i := bytes.Index(raw, keySeq); i >= 0 {
-		rest := raw[i+len(keySeq):]
-		e := 0
-		for e < len(rest) && rest[e] >= '0' && rest[e] <= '9' {
-			e++
-		}
-		if s, okSeq := parseUint(rest[:e]); okSeq && s > 0 {
-			if k := bytes.Index(raw, keyCID); k >= 0 {
-				c := raw[k+len(keyCID):]
-				if q := bytes.IndexByte(c, '"'); q >= 0 {
-					if t, okT := parseCIDStamp(c[:q]); okT {
-						return s, t, true
-					}
-				}
-			}
-		}
-	}
-	res := gjson.GetManyBytes(raw, "seq", "cid")
-	if res[0].Type != gjson.Number || res[0].Int() <= 0 {
+	var fi frameInfo
+	if !scanFrame(raw, &fi) {
 		return 0, 0, false
 	}
-	t, okT := parseCIDStamp([]byte(res[1].String()))
-	return res[0].Int(), t, okT
+	return chatFields(&fi)
+}
+
+// chatFields returns a scanned chat push's seq and send stamp; ok is false
+// when either is missing or not chatbench's.
+func chatFields(fi *frameInfo) (seq int64, stamp time.Duration, ok bool) {
+	if fi.seq <= 0 {
+		return 0, 0, false
+	}
+	t, okT := parseCIDStamp(fi.cid)
+	return fi.seq, t, okT
 }
 
 // receiver is the delivery state of one recipient connection, which is in
@@ -95,17 +78,26 @@ type receiver struct {
 	maxSeq int64
 }
 
-// onPush is the connection's client.PushHandler.
+// onPush is the connection's client.PushHandler: the pushes chatbench's
+// own reader (leanConn) passed on, which are not chat pushes unless the
+// connection has no receiver.
 func (rx *receiver) onPush(p client.Push) {
 	st := &rx.r.st
 	if p.MsgID != protocol.PushChat && p.MsgID != protocol.PushGroupChat {
 		st.otherPushes.Add(1)
 		return
 	}
-	now := rx.r.now()
+	var d delivery
 	seq, stamp, ok := parseChatPush(p.Raw)
+	rx.onChat(seq, stamp, ok, rx.r.now(), &d)
+	d.flush(rx.r)
+}
+
+// onChat checks one chat push received at now (seq and stamp from
+// chatFields) and adds it to d.
+func (rx *receiver) onChat(seq int64, stamp time.Duration, ok bool, now time.Duration, d *delivery) {
 	if !ok {
-		st.badPushes.Add(1)
+		d.bad++
 		return
 	}
 	rx.mu.Lock()
@@ -115,15 +107,15 @@ func (rx *receiver) onPush(p client.Push) {
 		rx.maxSeq = seq
 	}
 	rx.mu.Unlock()
-	st.delivered.Add(1)
-	storeMax(&st.lastDelivery, int64(now))
+	d.delivered++
+	d.last = max(d.last, now)
 	switch {
 	case dup:
-		st.duplicated.Add(1)
+		d.duplicated++
 		return // latency of the first delivery only
 	case ooo:
-		st.outOfOrder.Add(1)
+		d.outOfOrder++
 	}
-	st.unique.Add(1)
+	d.unique++
 	rx.r.delHist.record(rx.idx, now-stamp)
 }

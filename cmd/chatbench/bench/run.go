@@ -43,8 +43,10 @@ type stats struct {
 	errs  map[string]int64
 }
 
-func (s *stats) addErr(err error) {
-	key := errKey(err)
+func (s *stats) addErr(err error) { s.addErrKey(errKey(err)) }
+
+// addErrKey counts a failed send by its errKey.
+func (s *stats) addErrKey(key string) {
 	s.failed.Add(1)
 	s.errMu.Lock()
 	s.errs[key]++

@@ -26,6 +26,7 @@ type user struct {
 	addr  string
 	token string
 	conn  *client.Conn
+	lc    *leanConn // conn's socket when rx is set (traffic scenarios)
 	rx    *receiver // nil: pushes are only counted
 }
 
@@ -41,7 +42,8 @@ func (r *run) reqCtx(ctx context.Context) (context.Context, context.CancelFunc) 
 }
 
 // dial connects u to its server. Pushes go to u.rx when set, else they are
-// counted and dropped.
+// counted and dropped. With u.rx the client library runs over chatbench's
+// own reader and writer (u.lc, see leanConn).
 func (r *run) dial(ctx context.Context, u *user) (*client.Conn, error) {
 	h := func(client.Push) { r.st.otherPushes.Add(1) }
 	if u.rx != nil {
@@ -54,7 +56,7 @@ func (r *run) dial(ctx context.Context, u *user) (*client.Conn, error) {
 		client.WithPushBuffer(1), // the handler takes every push
 		client.WithPushHandler(h),
 	}
-	if !r.cfg.ProxyProtocol {
+	if !r.cfg.ProxyProtocol && u.rx == nil {
 		c, err := client.Dial(dctx, u.addr, opts...)
 		if err != nil {
 			return nil, fmt.Errorf("connect %s: %w", u.name, err)
@@ -66,9 +68,15 @@ func (r *run) dial(ctx context.Context, u *user) (*client.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect %s to %s: %w", u.name, u.addr, err)
 	}
-	if err := writeProxyHeader(nc, r.cfg.Timeout); err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("connect %s to %s: %w", u.name, u.addr, err)
+	if r.cfg.ProxyProtocol {
+		if err := writeProxyHeader(nc, r.cfg.Timeout); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("connect %s to %s: %w", u.name, u.addr, err)
+		}
+	}
+	if u.rx != nil {
+		u.lc = newLeanConn(r, nc, u.rx)
+		return client.NewConn(u.lc, opts...), nil
 	}
 	return client.NewConn(nc, opts...), nil
 }

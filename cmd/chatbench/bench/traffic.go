@@ -2,8 +2,10 @@ package bench
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +26,164 @@ type sender struct {
 
 	mu    sync.Mutex
 	acked bitset // seqs acknowledged with errno 0
+
+	// The in-flight window: a send holds a slot from the moment it is
+	// written until its response, its timeout or the connection's end.
+	// Each index is either in free or held; slots are guarded by mu.
+	slots []sendSlot
+	free  chan int
+	dead  bool // the connection ended: every send fails as closed (under mu)
+}
+
+// sendSlot is one outstanding send.
+type sendSlot struct {
+	reqid    uint64        // 0: not outstanding
+	stamp    time.Duration // latency origin (run clock)
+	deadline time.Duration // run clock: --timeout after it was written
+}
+
+// initWindow gives s its --inflight slots and attaches it to its
+// connection's reader.
+func (s *sender) initWindow(inflight int) {
+	s.slots = make([]sendSlot, inflight)
+	s.free = make(chan int, inflight)
+	for k := range inflight {
+		s.free <- k
+	}
+	s.u.lc.snd.Store(s)
+}
+
+// reqID is the reqid of message i sent in slot k: slot k of the window
+// answers to it, later messages in the same slot do not.
+func (s *sender) reqID(i int64, k int) uint64 {
+	return leanBase + uint64(i)*uint64(len(s.slots)) + uint64(k)
+}
+
+// arm marks slot k outstanding for reqid; false when the connection has
+// ended (the slot is then free again and the send counted as closed).
+func (s *sender) arm(r *run, k int, reqid uint64, stamp, now time.Duration) bool {
+	s.mu.Lock()
+	if s.dead {
+		s.mu.Unlock()
+		r.st.addErrKey("closed")
+		s.free <- k
+		return false
+	}
+	s.slots[k] = sendSlot{reqid: reqid, stamp: stamp, deadline: now + r.cfg.Timeout}
+	s.mu.Unlock()
+	return true
+}
+
+// onAck handles the response to one of s's sends (on the reader
+// goroutine). An answer to a send that already timed out is dropped, as
+// the client library drops an abandoned request's answer.
+func (s *sender) onAck(r *run, fi *frameInfo, now time.Duration) {
+	k := int((fi.reqid - leanBase) % uint64(len(s.slots)))
+	errno := fi.errno
+	if fi.msgid == protocol.PushError && errno == 0 {
+		errno = protocol.ErrBadRequest
+	}
+	s.mu.Lock()
+	sl := &s.slots[k]
+	if sl.reqid != fi.reqid {
+		s.mu.Unlock()
+		return
+	}
+	stamp := sl.stamp
+	sl.reqid = 0
+	dup := false
+	if errno == 0 {
+		dup = fi.seq <= 0 || s.acked.set(fi.seq)
+	}
+	s.mu.Unlock()
+	s.free <- k
+	if errno != 0 {
+		r.st.addErrKey(strconv.Itoa(errno))
+		return
+	}
+	r.st.acked.Add(1)
+	r.st.expected.Add(int64(len(s.recipients)))
+	storeMax(&r.st.lastAck, int64(now))
+	r.ackHist.record(s.idx, now-stamp)
+	if dup {
+		r.st.dupAcks.Add(1)
+	}
+}
+
+// expire fails the sends whose --timeout has passed at now.
+func (s *sender) expire(r *run, now time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.slots {
+		if sl := &s.slots[k]; sl.reqid != 0 && now >= sl.deadline {
+			sl.reqid = 0
+			r.st.addErrKey("timeout")
+			s.free <- k
+		}
+	}
+}
+
+// failAll fails every outstanding send with key (the connection ended:
+// "closed"; the run was interrupted: "canceled"). After "closed" every
+// later send fails at once.
+func (s *sender) failAll(r *run, key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if key == "closed" {
+		s.dead = true
+	}
+	for k := range s.slots {
+		if sl := &s.slots[k]; sl.reqid != 0 {
+			sl.reqid = 0
+			r.st.addErrKey(key)
+			s.free <- k
+		}
+	}
+}
+
+// drain waits until every send of s has been answered, timed out or
+// failed.
+func (s *sender) drain(ctx context.Context, r *run) {
+	for range len(s.slots) {
+		select {
+		case <-s.free:
+		case <-ctx.Done():
+			s.failAll(r, "canceled")
+			<-s.free
+		}
+	}
+}
+
+// frameParts are the constant pieces of s's send frames: a frame is
+// header, part[0], reqid, part[1], cid, `"}`.
+func (s *sender) frameParts(body string) [2][]byte {
+	var p [2][]byte
+	msgid, key := protocol.OneChat, "toid"
+	if s.group {
+		msgid, key = protocol.GroupChat, "groupid"
+	}
+	p[0] = strconv.AppendInt([]byte(`{"msgid":`), int64(msgid), 10)
+	p[0] = append(p[0], `,"reqid":`...)
+	p[1] = append(append([]byte(`,"`), key...), `":`...)
+	p[1] = strconv.AppendInt(p[1], s.target, 10)
+	p[1] = append(p[1], `,"msg":`...)
+	p[1] = protocol.AppendString(p[1], body)
+	p[1] = append(p[1], `,"cid":"`...)
+	return p
+}
+
+// appendFrame appends the frame of message i, sent in slot k with send
+// stamp stamp, to b.
+func (s *sender) appendFrame(b []byte, parts *[2][]byte, i int64, k int, stamp time.Duration) []byte {
+	start := len(b)
+	b = append(b, 0, 0, 0, 0)
+	b = append(b, parts[0]...)
+	b = strconv.AppendUint(b, s.reqID(i, k), 10)
+	b = append(b, parts[1]...)
+	b = appendCID(b, s.idx, i, stamp)
+	b = append(b, '"', '}')
+	binary.BigEndian.PutUint32(b[start:], uint32(len(b)-start-4))
+	return b
 }
 
 // traffic runs the pairs or group scenario.
@@ -91,6 +251,15 @@ func (r *run) traffic(ctx context.Context, rep *Report) error {
 	end := start + cfg.Duration
 	r.setPhase("send", nil)
 	waitProfiles := r.profileServers(ctx, start-r.now()+cfg.PprofDelay, cfg.Duration)
+	for _, s := range senders {
+		s.initWindow(cfg.InFlight)
+	}
+	stopExpire := make(chan struct{})
+	expireDone := make(chan struct{})
+	go func() {
+		defer close(expireDone)
+		r.expireLoop(senders, stopExpire)
+	}()
 	var wg sync.WaitGroup
 	for _, s := range senders {
 		wg.Add(1)
@@ -100,6 +269,8 @@ func (r *run) traffic(ctx context.Context, rep *Report) error {
 		}()
 	}
 	wg.Wait()
+	close(stopExpire)
+	<-expireDone
 	sendDone := r.now()
 	after := r.sampleServers()
 	rep.Servers = r.serverReport(before, after, sendDone-start)
@@ -225,6 +396,10 @@ func (r *run) waitQuiet(ctx context.Context, max time.Duration) {
 // Only the timer's own lateness after a sleep is left out (it is reported,
 // with any other lateness, as the pacer lag). With rate 0 messages go as
 // fast as the window allows.
+//
+// The loop writes its frames itself. Messages that are due together
+// (a late pacer, or rate 0 with room in the window) go out in one write;
+// everything queued is written before the loop waits.
 func (r *run) sendLoop(ctx context.Context, s *sender, body string, start, end time.Duration) {
 	rate := r.cfg.Rate
 	var interval float64
@@ -232,12 +407,34 @@ func (r *run) sendLoop(ctx context.Context, s *sender, body string, start, end t
 		interval = float64(time.Second) / rate
 		start += time.Duration(rand.Float64() * interval)
 	}
-	if d := start - r.now(); d > 0 && !sleepCtx(ctx, d) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	sleep := func(d time.Duration) bool {
+		timer.Reset(d)
+		select {
+		case <-timer.C:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+	if d := start - r.now(); d > 0 && !sleep(d) {
 		return
 	}
-	sem := make(chan struct{}, r.cfg.InFlight)
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	parts := s.frameParts(body)
+	var batch []byte
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		if err := s.u.lc.writeFrames(batch); err != nil {
+			// The reader then ends too and fails the outstanding sends.
+			s.u.lc.nc.Close()
+		}
+		batch = batch[:0]
+	}
+	defer s.drain(ctx, r)
+	defer flush()
 	for i := int64(0); ; i++ {
 		var sched, stamp time.Duration
 		if rate > 0 {
@@ -252,7 +449,8 @@ func (r *run) sendLoop(ctx context.Context, s *sender, body string, start, end t
 			// (a slow server) does not sleep: the wait counts.
 			stamp = sched
 			if d := sched - r.now(); d > 0 {
-				if !sleepCtx(ctx, d) {
+				flush()
+				if !sleep(d) {
 					return
 				}
 				stamp = r.now()
@@ -261,50 +459,44 @@ func (r *run) sendLoop(ctx context.Context, s *sender, body string, start, end t
 		} else if stamp = r.now(); stamp >= end {
 			return
 		}
+		var k int
 		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			return
+		case k = <-s.free:
+		default:
+			flush()
+			select {
+			case k = <-s.free:
+			case <-ctx.Done():
+				return
+			}
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			r.sendOne(ctx, s, body, i, stamp)
-			<-sem
-		}()
+		r.st.sent.Add(1)
+		now := r.now()
+		if !s.arm(r, k, s.reqID(i, k), stamp, now) {
+			continue
+		}
+		batch = s.appendFrame(batch, &parts, i, k, stamp)
+		if len(batch) >= 16<<10 {
+			flush()
+		}
 	}
 }
 
-// sendOne sends message i of s and records its outcome.
-func (r *run) sendOne(ctx context.Context, s *sender, body string, i int64, stamp time.Duration) {
-	var buf [64]byte
-	cid := string(appendCID(buf[:0], s.idx, i, stamp))
-	rctx, cancel := r.reqCtx(ctx)
-	r.st.sent.Add(1)
-	var (
-		seq int64
-		err error
-	)
-	if s.group {
-		seq, _, err = s.u.conn.GroupChat(rctx, s.target, body, cid)
-	} else {
-		seq, _, err = s.u.conn.SendChat(rctx, s.target, body, cid)
-	}
-	cancel()
-	now := r.now()
-	if err != nil {
-		r.st.addErr(err)
-		return
-	}
-	r.st.acked.Add(1)
-	r.st.expected.Add(int64(len(s.recipients)))
-	storeMax(&r.st.lastAck, int64(now))
-	r.ackHist.record(s.idx, now-stamp)
-	s.mu.Lock()
-	dup := seq <= 0 || s.acked.set(seq)
-	s.mu.Unlock()
-	if dup {
-		r.st.dupAcks.Add(1)
+// expireLoop fails the sends that reached --timeout, until stop is closed.
+func (r *run) expireLoop(senders []*sender, stop <-chan struct{}) {
+	tick := min(r.cfg.Timeout/4, 50*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		now := r.now()
+		for _, s := range senders {
+			s.expire(r, now)
+		}
 	}
 }
 

@@ -204,7 +204,7 @@ func (s *Service) handleLogin(c *call) *apiError {
 		s.metrics.busErrors.Inc()
 		s.log.Warn("bus subscribe failed", "user", user.ID, "err", err)
 	}
-	c.sess.tokenHash = tokenHash(token)
+	c.sess.tokenHash = sha256.Sum256([]byte(token))
 	c.sess.userID.Store(user.ID)
 	if c.sess.conn.Context().Err() != nil { // closed while logging in
 		s.endSession(c.sess)
@@ -275,11 +275,11 @@ func (s *Service) handleLogout(c *call) *apiError {
 	}
 	ctx, cancel := s.storeCtx()
 	defer cancel()
-	if err := s.store.DeleteToken(ctx, c.sess.tokenHash); err != nil {
+	if err := s.store.DeleteToken(ctx, c.sess.tokenHash[:]); err != nil {
 		return s.storeErr(err, "token")
 	}
 	s.log.Info("logout", "user", c.sess.userID.Load(), "conn", c.sess.conn.ID())
-	c.sess.tokenHash = nil
+	c.sess.tokenHash = [32]byte{}
 	s.endSession(c.sess)
 	return nil
 }

@@ -44,7 +44,7 @@ func (s *Service) onConnect(c *netcore.Conn) {
 	sess := &session{
 		conn:    c,
 		queue:   s.exec.NewQueue(),
-		limiter: newTokenBucket(s.cfg.MsgRate, s.cfg.MsgBurst, time.Now()),
+		limiter: newTokenBucket(s.limit, s.monoNow()),
 	}
 	c.SetValue(sess)
 	s.log.Debug("connection up", "conn", c.ID(), "remote", c.RemoteAddr().String())
@@ -92,14 +92,19 @@ func (s *Service) onMessage(c *netcore.Conn, frame []byte) {
 		return
 	}
 	s.metrics.framesIn.Inc()
-	now := time.Now()
 	req, ferr := parseFrame(frame)
 	var task func()
 	if ferr != nil {
-		closeAfter := sess.badFrames.add(now, maxBadFrames, badFrameSpan)
+		if sess.badFrames == nil {
+			sess.badFrames = &badFrameWindow{}
+		}
+		closeAfter := sess.badFrames.add(time.Now(), maxBadFrames, badFrameSpan)
 		task = func() { s.badFrame(sess, ferr, closeAfter) }
 	} else {
-		ok, retry := sess.limiter.take(now)
+		ok, retry := true, int64(0)
+		if !s.limit.off() {
+			ok, retry = sess.limiter.take(s.limit, s.monoNow())
+		}
 		task = func() { s.handle(sess, req, !ok, retry) }
 	}
 	if err := sess.queue.Submit(task); err != nil {

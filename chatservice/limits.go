@@ -8,29 +8,41 @@ import (
 	"clusterchat/model"
 )
 
-// tokenBucket limits the request rate of one connection: rate tokens per
-// second, at most burst, starting full. A zero rate means no limit. Not
+// rateLimit is the per-connection request limit: rate tokens per second,
+// at most burst. A rate or burst <= 0 means no limit.
+type rateLimit struct {
+	rate, burst float64
+}
+
+func newRateLimit(rate, burst int) rateLimit {
+	return rateLimit{rate: float64(rate), burst: float64(burst)}
+}
+
+func (l rateLimit) off() bool { return l.rate <= 0 || l.burst <= 0 }
+
+// tokenBucket is one connection's state of a rateLimit, starting full. It
+// is kept small (one per connection): the limit lives in the Service and
+// the time is monotonic nanoseconds since an epoch of the caller's. Not
 // safe for concurrent use (it lives on the connection's loop).
 type tokenBucket struct {
-	rate, burst float64
-	tokens      float64
-	last        time.Time
+	tokens float64
+	last   int64 // ns since the caller's epoch
 }
 
-func newTokenBucket(rate, burst int, now time.Time) tokenBucket {
-	return tokenBucket{rate: float64(rate), burst: float64(burst), tokens: float64(burst), last: now}
+func newTokenBucket(l rateLimit, now int64) tokenBucket {
+	return tokenBucket{tokens: l.burst, last: now}
 }
 
-// take consumes one token. When none is left it returns false and the
-// milliseconds until one will be.
-func (b *tokenBucket) take(now time.Time) (ok bool, retryAfterMs int64) {
-	if b.rate <= 0 || b.burst <= 0 {
+// take consumes one token at now (ns since the epoch). When none is left
+// it returns false and the milliseconds until one will be.
+func (b *tokenBucket) take(l rateLimit, now int64) (ok bool, retryAfterMs int64) {
+	if l.off() {
 		return true, 0
 	}
-	if dt := now.Sub(b.last).Seconds(); dt > 0 {
-		b.tokens += dt * b.rate
-		if b.tokens > b.burst {
-			b.tokens = b.burst
+	if dt := float64(now-b.last) / 1e9; dt > 0 {
+		b.tokens += dt * l.rate
+		if b.tokens > l.burst {
+			b.tokens = l.burst
 		}
 	}
 	b.last = now
@@ -38,7 +50,7 @@ func (b *tokenBucket) take(now time.Time) (ok bool, retryAfterMs int64) {
 		b.tokens--
 		return true, 0
 	}
-	wait := (1 - b.tokens) / b.rate * 1000
+	wait := (1 - b.tokens) / l.rate * 1000
 	ms := int64(wait)
 	if float64(ms) < wait {
 		ms++

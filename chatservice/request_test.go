@@ -165,23 +165,25 @@ func TestMessageFrameShapes(t *testing.T) {
 }
 
 func TestTokenBucket(t *testing.T) {
-	now := time.Unix(1000, 0)
-	b := newTokenBucket(10, 20, now)
+	now := int64(1000 * time.Second)
+	l := newRateLimit(10, 20)
+	b := newTokenBucket(l, now)
 	for i := 0; i < 20; i++ {
-		if ok, _ := b.take(now); !ok {
+		if ok, _ := b.take(l, now); !ok {
 			t.Fatalf("request %d refused within the burst", i+1)
 		}
 	}
-	ok, retry := b.take(now)
+	ok, retry := b.take(l, now)
 	if ok || retry != 100 {
 		t.Fatalf("21st request: ok=%v retry=%d, want refused with retry 100 ms", ok, retry)
 	}
-	if ok, _ := b.take(now.Add(100 * time.Millisecond)); !ok {
+	if ok, _ := b.take(l, now+int64(100*time.Millisecond)); !ok {
 		t.Fatal("a token should have come back after 100 ms")
 	}
-	off := newTokenBucket(-1, -1, now)
+	offl := newRateLimit(-1, -1)
+	off := newTokenBucket(offl, now)
 	for i := 0; i < 1000; i++ {
-		if ok, _ := off.take(now); !ok {
+		if ok, _ := off.take(offl, now); !ok {
 			t.Fatal("a disabled limit refused a request")
 		}
 	}

@@ -113,6 +113,8 @@ type Service struct {
 	handlers  map[int]handler
 	convLocks stripedLocks
 	members   *memberCache
+	limit     rateLimit       // per connection
+	epoch     time.Time       // of monoNow
 	ctx       context.Context // cancelled by Shutdown
 	cancel    context.CancelFunc
 
@@ -137,6 +139,8 @@ func New(cfg Config, store model.Store, newBus BusFactory) (*Service, error) {
 		throttle: newLoginThrottle(store, 10, time.Minute),
 		metrics:  newMetrics(),
 		members:  newMemberCache(cfg.SoleServer, 100_000),
+		limit:    newRateLimit(cfg.MsgRate, cfg.MsgBurst),
+		epoch:    time.Now(),
 		ctx:      ctx,
 		cancel:   cancel,
 	}
@@ -247,6 +251,10 @@ func (s *Service) storeErr(err error, what string) *apiError {
 	s.metrics.storeErrors.Inc()
 	return errf(protocol.ErrUnavailable, "storage temporarily unavailable, retry")
 }
+
+// monoNow is the monotonic time in ns since the service started, the clock
+// of the connections' token buckets.
+func (s *Service) monoNow() int64 { return int64(time.Since(s.epoch)) }
 
 // storeCtx bounds one store call: at least StoreTimeout from now (up to
 // 1/32 more, see sharedDeadline). The cancel function is a no-op, kept so

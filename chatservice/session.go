@@ -21,22 +21,24 @@ type transport interface {
 	WaitUnsent(ctx context.Context, limit int) error
 }
 
-// session is the chat state of one connection.
+// session is the chat state of one connection. Tens of thousands may be
+// held idle, so it is kept small: state few connections need (a bad-frame
+// window, held pushes) is allocated on first use.
 //
 // Fields are owned by one side each: limiter and badFrames by the
-// connection's event loop (arrival checks); user, name and token by the
-// connection's executor queue, where its requests run one after another.
-// userID is atomic because pushes from other goroutines read it.
+// connection's event loop (arrival checks); tokenHash by the connection's
+// executor queue, where its requests run one after another. userID is
+// atomic because pushes from other goroutines read it.
 type session struct {
 	conn  transport
 	queue *netcore.Queue
 
 	// loop-owned
 	limiter   tokenBucket
-	badFrames badFrameWindow
+	badFrames *badFrameWindow // nil until the first bad frame
 
 	// queue-owned
-	tokenHash []byte
+	tokenHash [32]byte // of the token this session logged in with or was issued
 
 	gate pushGate // holds live pushes while the offline push runs
 

@@ -20,26 +20,37 @@ const maxHeld = 10000
 // it sends them after the offline messages, leaving out those the offline
 // push already sent.
 type pushGate struct {
-	mu      sync.Mutex
-	closed  bool
-	held    [][]byte
+	mu     sync.Mutex
+	closed bool
+	held   *heldPushes // while closed, from the first push held
+}
+
+// heldPushes are the pushes a closed gate holds.
+type heldPushes struct {
+	frames  [][]byte
 	dropped int
 }
 
-// deliver sends frame now, or holds it while the gate is closed. It
+// deliver sends frame now, or holds a copy of it while the gate is closed
+// (the caller may reuse frame when deliver returns, as with Send). It
 // reports whether the frame was sent or held.
 func (g *pushGate) deliver(conn transport, frame []byte) bool {
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.closed {
-		if len(g.held) >= maxHeld {
-			g.dropped++
-			return false
-		}
-		g.held = append(g.held, frame)
-		return true
+	if !g.closed {
+		err := conn.Send(frame) // under mu: a push sent before close() precedes the offline push
+		g.mu.Unlock()
+		return err == nil
 	}
-	return conn.Send(frame) == nil
+	defer g.mu.Unlock()
+	if g.held == nil {
+		g.held = &heldPushes{}
+	}
+	if len(g.held.frames) >= maxHeld {
+		g.held.dropped++
+		return false
+	}
+	g.held.frames = append(g.held.frames, append([]byte(nil), frame...))
+	return true
 }
 
 // close starts holding live pushes.
@@ -55,15 +66,19 @@ func (g *pushGate) close() {
 func (g *pushGate) open(conn transport, sent map[model.Conv]int64) (dropped int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for _, f := range g.held {
+	g.closed = false
+	h := g.held
+	if h == nil {
+		return 0
+	}
+	g.held = nil
+	for _, f := range h.frames {
 		if conv, seq, ok := messageKey(f); ok && seq <= sent[conv] {
 			continue
 		}
 		_ = conn.Send(f)
 	}
-	g.held, g.closed = nil, false
-	dropped, g.dropped = g.dropped, 0
-	return dropped
+	return h.dropped
 }
 
 // messageKey returns the conversation and seq of a CHAT or GROUP_CHAT push.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/tidwall/gjson"
 
@@ -66,5 +67,13 @@ func TestSharedDeadlineBounds(t *testing.T) {
 	case <-ctx.Done():
 	case <-time.After(5 * time.Second):
 		t.Fatal("parent's cancellation not seen")
+	}
+}
+
+// A server holds tens of thousands of idle sessions: keep the struct small
+// (176 B before the token bucket, token hash and held pushes were slimmed).
+func TestSessionSize(t *testing.T) {
+	if n := unsafe.Sizeof(session{}); n > 112 {
+		t.Fatalf("session is %d bytes, want at most 112", n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -28,48 +29,77 @@ const protocolDrainTimeout = 2 * time.Second
 // Conn is one TCP connection of a Server. Methods say whether they are safe
 // from any goroutine or only on the connection's loop (inside a callback or
 // a timer function of this connection).
+//
+// A server may hold tens of thousands of idle connections, so the struct is
+// kept small: state that few connections need (timers, a Done channel,
+// AfterFunc registrations) lives in a connExtra allocated on first use, the
+// connection context is the Conn itself (see connCtx), and the server's set
+// of connections is a list threaded through the Conns.
 type Conn struct {
 	id   uint64
-	srv  *Server
 	loop *loop
 	gc   gnet.Conn
-	in   inbound
 
-	remote    atomic.Pointer[net.Addr]
-	unsent    atomic.Int64 // gnet's outbound buffer as last seen on the loop
-	flushing  atomic.Int64 // bytes taken from out by a flush not yet reflected in unsent
-	paced     atomic.Bool  // a WaitUnsent caller wants unsent kept fresh
-	value     atomic.Pointer[any]
-	connected atomic.Bool // OnConnect was called
+	unsent   atomic.Int64 // gnet's outbound buffer as last seen on the loop
+	flushing atomic.Int64 // bytes taken from out by a flush not yet reflected in unsent
+	value    atomic.Pointer[any]
+	flags    atomic.Uint32 // flagConnected, flagClosed, flagPaced
 
+	// Guarded by mu. codec is written only on the loop (under mu), so the
+	// loop reads it without mu.
 	mu          sync.Mutex
+	outFrames   int32
 	out         *[]byte // encoded output not yet given to gnet
-	outFrames   int
-	flushQueued bool // a flush will run on the loop
+	codec       Codec
+	remote      net.Addr
+	extra       *connExtra // nil until needed
+	reason      uint8      // a CloseReason, valid when reasonSet
+	flushQueued bool       // a flush will run on the loop
 	sendClosed  bool
-	closed      bool // closed for good (Context cancelled)
-	enc         Codec
-	ctx         context.Context
-	cancel      context.CancelFunc
-	timers      map[*Timer]struct{}
-	reason      CloseReason
+	closed      bool // closed for good (Context done)
 	reasonSet   bool
 
 	// Loop-owned.
-	dec          Codec
-	state        int
+	state        uint8
 	inTraffic    bool
 	wantClose    bool
 	proxyPending bool
-	lastActive   int64
-	leftover     int
 	hwFired      bool
-	proxyTimer   *Timer
-	drainTimer   *time.Timer
+	leftover     int32 // inbound bytes already counted in bytesIn
+	lastActive   int64
+
+	// Server.mu: the server's list of connections.
+	prev, next *Conn
 }
 
-// inbound adapts a gnet.Conn to Inbound.
-type inbound struct{ gc gnet.Conn }
+// Conn.flags bits.
+const (
+	flagConnected = 1 << iota // OnConnect was called
+	flagClosed                // closed for good (Context done)
+	flagPaced                 // a WaitUnsent caller wants unsent kept fresh
+)
+
+// connExtra is the rarely needed part of a Conn, allocated on first use.
+// Guarded by Conn.mu.
+type connExtra struct {
+	timers     map[*Timer]struct{}
+	proxyTimer *Timer
+	done       chan struct{} // the Context's Done channel
+	afters     map[*afterFunc]struct{}
+}
+
+// extraLocked returns c.extra, allocating it. c.mu must be held.
+func (c *Conn) extraLocked() *connExtra {
+	if c.extra == nil {
+		c.extra = &connExtra{}
+	}
+	return c.extra
+}
+
+func (c *Conn) srv() *Server { return c.loop.srv }
+
+// inbound adapts a Conn's gnet.Conn to Inbound without a field of its own.
+type inbound Conn
 
 func (in *inbound) Buffered() int { return in.gc.InboundBuffered() }
 func (in *inbound) Peek(n int) ([]byte, error) {
@@ -86,10 +116,9 @@ func (c *Conn) ID() uint64 { return c.id }
 // RemoteAddr returns the peer's address; with Options.ProxyProtocol the
 // client address from the PROXY header. Any goroutine.
 func (c *Conn) RemoteAddr() net.Addr {
-	if p := c.remote.Load(); p != nil {
-		return *p
-	}
-	return nil
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.remote
 }
 
 // SetValue attaches user data to the connection. Any goroutine.
@@ -103,19 +132,10 @@ func (c *Conn) Value() any {
 	return nil
 }
 
-// Context returns a context cancelled when the connection closes. It is
-// created on first use. Any goroutine.
-func (c *Conn) Context() context.Context {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.ctx == nil {
-		c.ctx, c.cancel = context.WithCancel(context.Background())
-		if c.closed {
-			c.cancel()
-		}
-	}
-	return c.ctx
-}
+// Context returns a context that is done (context.Canceled) when the
+// connection closes. It allocates nothing until its Done channel is asked
+// for. Any goroutine.
+func (c *Conn) Context() context.Context { return (*connCtx)(c) }
 
 // Send encodes frame with the connection's codec and queues it for
 // writing. Any goroutine; the caller may reuse frame when Send returns.
@@ -132,22 +152,22 @@ func (c *Conn) Send(frame []byte) error {
 		return fmt.Errorf("netcore: send on conn %d: %w", c.id, ErrConnClosed)
 	}
 	if c.out == nil {
-		c.out = c.srv.getBuf()
+		c.out = c.srv().getBuf()
 	}
-	if hw := c.srv.opts.HighWater; hw > 0 && len(*c.out)+len(frame) > hw {
+	if hw := c.srv().opts.HighWater; hw > 0 && len(*c.out)+len(frame) > hw {
 		// Output queued faster than the loop hands it to gnet: the
 		// connection is past the mark before gnet even sees it.
 		queued := len(*c.out) + len(frame)
 		c.sendClosed = true
 		if !c.reasonSet {
-			c.reason, c.reasonSet = ReasonHighWater, true
+			c.reason, c.reasonSet = uint8(ReasonHighWater), true
 		}
 		c.mu.Unlock()
 		c.loop.stats.dropped.Add(1)
 		_ = c.loop.exec(func() { c.highWater(queued) })
 		return fmt.Errorf("netcore: send on conn %d: output past high-water mark: %w", c.id, ErrConnClosed)
 	}
-	b, err := c.enc.Encode(*c.out, frame)
+	b, err := c.codec.Encode(*c.out, frame)
 	if err != nil {
 		c.mu.Unlock()
 		return fmt.Errorf("netcore: send on conn %d: %w", c.id, err)
@@ -195,9 +215,8 @@ func (c *Conn) SetCodec(codec Codec) {
 	if codec == nil {
 		return
 	}
-	c.dec = codec
 	c.mu.Lock()
-	c.enc = codec
+	c.codec = codec
 	c.mu.Unlock()
 }
 
@@ -205,7 +224,7 @@ func (c *Conn) SetCodec(codec Codec) {
 func (c *Conn) setReason(r CloseReason) {
 	c.mu.Lock()
 	if !c.reasonSet {
-		c.reason, c.reasonSet = r, true
+		c.reason, c.reasonSet = uint8(r), true
 	}
 	c.sendClosed = true
 	c.mu.Unlock()
@@ -229,12 +248,12 @@ func (c *Conn) flush() {
 	}
 	defer c.flushing.Store(0)
 	if c.state == stateClosed || c.state == stateHalfClosed {
-		c.srv.putBuf(b)
+		c.srv().putBuf(b)
 		return
 	}
 	n := len(*b)
 	_, err := c.gc.Write(*b)
-	c.srv.putBuf(b)
+	c.srv().putBuf(b)
 	if err != nil {
 		return // gnet closed the connection (OnClose ran)
 	}
@@ -250,13 +269,13 @@ func (c *Conn) afterWrite() {
 	}
 	buffered := c.gc.OutboundBuffered()
 	c.unsent.Store(int64(buffered))
-	o := &c.srv.opts
+	o := &c.srv().opts
 	if o.HighWater > 0 && buffered > o.HighWater {
 		c.highWater(buffered)
 		return
 	}
 	if buffered > 0 {
-		if o.OnWriteComplete != nil || c.state == stateDraining || c.paced.Load() {
+		if o.OnWriteComplete != nil || c.state == stateDraining || c.flags.Load()&flagPaced != 0 {
 			c.loop.watchAdd(c)
 		}
 		return
@@ -270,7 +289,7 @@ func (c *Conn) highWater(buffered int) {
 		return
 	}
 	c.hwFired = true
-	if cb := c.srv.opts.OnHighWater; cb != nil {
+	if cb := c.srv().opts.OnHighWater; cb != nil {
 		cb(c, buffered)
 	}
 	c.closeOnLoop(ReasonHighWater)
@@ -296,7 +315,7 @@ func (c *Conn) outputDrained() {
 	case stateDraining:
 		c.finishDrain()
 	case stateOpen:
-		if cb := c.srv.opts.OnWriteComplete; cb != nil {
+		if cb := c.srv().opts.OnWriteComplete; cb != nil {
 			cb(c)
 		}
 	}
@@ -310,9 +329,8 @@ func (c *Conn) beginDrain(reason CloseReason, timeout time.Duration) {
 	c.setReason(reason)
 	c.state = stateDraining
 	if timeout > 0 {
-		c.drainTimer = time.AfterFunc(timeout, func() {
-			_ = c.loop.exec(func() { c.closeOnLoop(reason) })
-		})
+		// A connection timer: stopped when the connection closes.
+		c.RunAfter(timeout, func() { c.closeOnLoop(reason) })
 	}
 	c.flush()
 	if c.state == stateDraining && c.gc.OutboundBuffered() == 0 {
@@ -358,7 +376,7 @@ func (c *Conn) closeOnLoop(reason CloseReason) {
 func (c *Conn) onTraffic() gnet.Action {
 	gc := c.gc
 	total := gc.InboundBuffered()
-	c.loop.stats.bytesIn.Add(uint64(max(total-c.leftover, 0)))
+	c.loop.stats.bytesIn.Add(uint64(max(total-int(c.leftover), 0)))
 	if c.state != stateOpen {
 		_, _ = gc.Discard(-1)
 		c.leftover = 0
@@ -384,7 +402,7 @@ func (c *Conn) onTraffic() gnet.Action {
 	if c.state != stateOpen {
 		_, _ = gc.Discard(-1)
 	}
-	c.leftover = gc.InboundBuffered()
+	c.leftover = int32(min(gc.InboundBuffered(), math.MaxInt32))
 	if c.wantClose {
 		return gnet.Close
 	}
@@ -393,9 +411,9 @@ func (c *Conn) onTraffic() gnet.Action {
 
 // decodeAll delivers every complete buffered frame. Loop only.
 func (c *Conn) decodeAll() {
-	onMsg := c.srv.opts.OnMessage
+	onMsg := c.srv().opts.OnMessage
 	for c.state == stateOpen && !c.wantClose {
-		frame, n, err := c.dec.Decode(&c.in)
+		frame, n, err := c.codec.Decode((*inbound)(c))
 		if err != nil {
 			c.frameError(err)
 			return
@@ -421,10 +439,10 @@ func (c *Conn) decodeAll() {
 // frameError reports a codec violation and closes after a brief flush.
 // Loop only.
 func (c *Conn) frameError(err error) {
-	if cb := c.srv.opts.OnFrameError; cb != nil && c.connected.Load() {
+	if cb := c.srv().opts.OnFrameError; cb != nil && c.flags.Load()&flagConnected != 0 {
 		cb(c, err)
 	} else {
-		c.srv.log.Debug("netcore: protocol error", "conn", c.id, "remote", c.RemoteAddr(), "err", err)
+		c.srv().log.Debug("netcore: protocol error", "conn", c.id, "remote", c.RemoteAddr(), "err", err)
 	}
 	_, _ = c.gc.Discard(-1)
 	c.beginDrain(ReasonProtocol, protocolDrainTimeout)
@@ -436,38 +454,36 @@ func (c *Conn) onClose(err error) {
 		return
 	}
 	c.state = stateClosed
-	if c.drainTimer != nil {
-		c.drainTimer.Stop()
-	}
 	c.loop.watchDel(c)
 
 	c.mu.Lock()
 	c.closed, c.sendClosed = true, true
 	if !c.reasonSet {
-		c.reason, c.reasonSet = ReasonPeer, true
+		c.reason, c.reasonSet = uint8(ReasonPeer), true
 	}
-	reason := c.reason
+	reason := CloseReason(c.reason)
 	if c.out != nil {
-		c.srv.putBuf(c.out)
+		c.srv().putBuf(c.out)
 		c.out = nil
 	}
-	timers := c.timers
-	c.timers = nil
-	if c.cancel != nil {
-		c.cancel()
+	var timers map[*Timer]struct{}
+	if c.extra != nil {
+		timers = c.extra.timers
+		c.extra.timers = nil
 	}
+	c.closeCtxLocked()
 	c.mu.Unlock()
 	for t := range timers {
 		t.t.Stop()
 	}
 
 	c.loop.stats.closes[reason].Add(1)
-	c.srv.removeConn(c)
+	c.srv().removeConn(c)
 	if errors.Is(err, io.EOF) {
 		err = nil
 	}
-	if c.connected.Load() {
-		if cb := c.srv.opts.OnDisconnect; cb != nil {
+	if c.flags.Load()&flagConnected != 0 {
+		if cb := c.srv().opts.OnDisconnect; cb != nil {
 			cb(c, reason, err)
 		}
 	}
@@ -475,8 +491,8 @@ func (c *Conn) onClose(err error) {
 
 // connect fires OnConnect. Loop only.
 func (c *Conn) connect() {
-	c.connected.Store(true)
-	if cb := c.srv.opts.OnConnect; cb != nil {
+	c.flags.Or(flagConnected)
+	if cb := c.srv().opts.OnConnect; cb != nil {
 		cb(c)
 	}
 }

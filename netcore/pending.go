@@ -26,8 +26,8 @@ func (c *Conn) Unsent() int {
 // output (a backlog, a file) calls it between chunks so that a reader that
 // is slow but alive is paced instead of closed at the high-water mark.
 func (c *Conn) WaitUnsent(ctx context.Context, limit int) error {
-	c.paced.Store(true)
-	defer c.paced.Store(false)
+	c.flags.Or(flagPaced)
+	defer c.flags.And(^uint32(flagPaced))
 	delay := 200 * time.Microsecond
 	for c.Unsent() > limit {
 		// Ask the loop for a fresh figure; it keeps watching while paced.

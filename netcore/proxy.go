@@ -67,18 +67,25 @@ func (c *Conn) readProxy() {
 	if err == nil && n > 0 {
 		var addr net.Addr
 		if addr, err = parseProxyHeader(buf[:n]); err == nil {
+			c.mu.Lock()
 			if addr != nil {
-				c.remote.Store(&addr)
+				c.remote = addr
 			}
+			var t *Timer
+			if c.extra != nil {
+				t = c.extra.proxyTimer
+				c.extra.proxyTimer = nil
+			}
+			c.mu.Unlock()
 			_, _ = c.gc.Discard(n)
 			c.proxyPending = false
-			c.proxyTimer.Stop()
+			t.Stop()
 			c.connect()
 			return
 		}
 	}
 	if err != nil {
-		c.srv.log.Debug("netcore: bad PROXY header", "conn", c.id, "remote", c.RemoteAddr(), "err", err)
+		c.srv().log.Debug("netcore: bad PROXY header", "conn", c.id, "remote", c.RemoteAddr(), "err", err)
 		_, _ = c.gc.Discard(-1)
 		c.closeOnLoop(ReasonProtocol)
 	}

@@ -81,7 +81,8 @@ type Server struct {
 	h    *handler
 
 	mu      sync.Mutex
-	conns   map[uint64]*Conn
+	conns   *Conn // open connections: a list through Conn.prev/next
+	nconns  int
 	loops   map[gnet.EventLoop]*loop
 	started bool
 	closing bool
@@ -115,8 +116,9 @@ func NewServer(opts Options) (*Server, error) {
 		opts.MaxFrame = DefaultMaxFrame
 	}
 	if opts.NewCodec == nil {
-		maxFrame := opts.MaxFrame
-		opts.NewCodec = func() Codec { return NewLengthFieldCodec(maxFrame) }
+		// The length-field codec is stateless: one for all connections.
+		codec := NewLengthFieldCodec(opts.MaxFrame)
+		opts.NewCodec = func() Codec { return codec }
 	}
 	if opts.IdleTimeout < 0 || opts.HighWater < 0 {
 		return nil, errors.New("netcore: IdleTimeout and HighWater must not be negative")
@@ -130,7 +132,6 @@ func NewServer(opts Options) (*Server, error) {
 	s := &Server{
 		opts:    opts,
 		log:     opts.Logger,
-		conns:   make(map[uint64]*Conn),
 		loops:   make(map[gnet.EventLoop]*loop),
 		booted:  make(chan struct{}),
 		runDone: make(chan struct{}),
@@ -270,7 +271,7 @@ func (s *Server) waitConns(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		s.mu.Lock()
-		n := len(s.conns)
+		n := s.nconns
 		s.mu.Unlock()
 		if n == 0 {
 			return nil
@@ -291,7 +292,7 @@ func (s *Server) Range(fn func(c *Conn) bool) {
 	snapshot := s.snapshotLocked()
 	s.mu.Unlock()
 	for _, c := range snapshot {
-		if c.connected.Load() && !fn(c) {
+		if c.flags.Load()&flagConnected != 0 && !fn(c) {
 			return
 		}
 	}
@@ -304,7 +305,7 @@ func (s *Server) Stats() Stats {
 		st.Closes[r] = 0
 	}
 	s.mu.Lock()
-	st.Conns = int64(len(s.conns))
+	st.Conns = int64(s.nconns)
 	loops := make([]*loop, 0, len(s.loops))
 	for _, l := range s.loops {
 		loops = append(loops, l)
@@ -318,17 +319,40 @@ func (s *Server) Stats() Stats {
 
 // snapshotLocked copies the connection set; s.mu must be held.
 func (s *Server) snapshotLocked() []*Conn {
-	snapshot := make([]*Conn, 0, len(s.conns))
-	for _, c := range s.conns {
+	snapshot := make([]*Conn, 0, s.nconns)
+	for c := s.conns; c != nil; c = c.next {
 		snapshot = append(snapshot, c)
 	}
 	return snapshot
 }
 
+// addConnLocked puts c on the server's list; s.mu must be held.
+func (s *Server) addConnLocked(c *Conn) {
+	c.next = s.conns
+	if c.next != nil {
+		c.next.prev = c
+	}
+	s.conns = c
+	s.nconns++
+}
+
+// removeConn takes c off the server's list, if it is on it.
 func (s *Server) removeConn(c *Conn) {
 	s.mu.Lock()
-	delete(s.conns, c.id)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if c.prev == nil && s.conns != c {
+		return // never added (rejected) or already removed
+	}
+	if c.prev != nil {
+		c.prev.next = c.next
+	} else {
+		s.conns = c.next
+	}
+	if c.next != nil {
+		c.next.prev = c.prev
+	}
+	c.prev, c.next = nil, nil
+	s.nconns--
 }
 
 func (s *Server) getBuf() *[]byte { return s.bufPool.Get().(*[]byte) }
@@ -387,16 +411,11 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := h.s
 	l := s.loopFor(gc.EventLoop())
 	c := &Conn{
-		id:   s.nextID.Add(1),
-		srv:  s,
-		loop: l,
-		gc:   gc,
-		in:   inbound{gc: gc},
-	}
-	codec := s.opts.NewCodec()
-	c.enc, c.dec = codec, codec
-	if ra := gc.RemoteAddr(); ra != nil {
-		c.remote.Store(&ra)
+		id:     s.nextID.Add(1),
+		loop:   l,
+		gc:     gc,
+		codec:  s.opts.NewCodec(),
+		remote: gc.RemoteAddr(),
 	}
 	gc.SetContext(c)
 	l.stats.accepted.Add(1)
@@ -407,7 +426,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 		c.setReason(ReasonRejected)
 		return nil, gnet.Close
 	}
-	s.conns[c.id] = c
+	s.addConnLocked(c)
 	s.mu.Unlock()
 
 	if l.wheel != nil {
@@ -415,12 +434,17 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	}
 	if s.opts.ProxyProtocol {
 		c.proxyPending = true
-		c.proxyTimer = c.RunAfter(s.opts.ProxyHeaderTimeout, func() {
+		t := c.RunAfter(s.opts.ProxyHeaderTimeout, func() {
 			if c.proxyPending {
 				s.log.Debug("netcore: PROXY header timeout", "conn", c.id, "remote", c.RemoteAddr())
 				c.closeOnLoop(ReasonProtocol)
 			}
 		})
+		c.mu.Lock()
+		if c.extra != nil && !c.closed {
+			c.extra.proxyTimer = t
+		}
+		c.mu.Unlock()
 		return nil, gnet.None
 	}
 	c.inTraffic = true

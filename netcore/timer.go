@@ -38,10 +38,11 @@ func (c *Conn) addTimer(d, every time.Duration, fn func()) *Timer {
 		t.stopped.Store(true)
 		return t
 	}
-	if c.timers == nil {
-		c.timers = make(map[*Timer]struct{})
+	e := c.extraLocked()
+	if e.timers == nil {
+		e.timers = make(map[*Timer]struct{})
 	}
-	c.timers[t] = struct{}{}
+	e.timers[t] = struct{}{}
 	t.t = time.AfterFunc(d, t.fire)
 	return t
 }
@@ -69,7 +70,7 @@ func (t *Timer) run() {
 		}
 	} else {
 		t.stopped.Store(true)
-		delete(c.timers, t)
+		c.deleteTimerLocked(t)
 	}
 	c.mu.Unlock()
 	t.fn()
@@ -85,10 +86,22 @@ func (t *Timer) Stop() bool {
 	}
 	c := t.c
 	c.mu.Lock()
-	delete(c.timers, t)
+	c.deleteTimerLocked(t)
 	if t.t != nil {
 		t.t.Stop()
 	}
 	c.mu.Unlock()
 	return true
+}
+
+// deleteTimerLocked forgets t; the map goes when its last timer does, so
+// that a connection that once had a timer does not keep an empty map.
+// c.mu must be held.
+func (c *Conn) deleteTimerLocked(t *Timer) {
+	if e := c.extra; e != nil && e.timers != nil {
+		delete(e.timers, t)
+		if len(e.timers) == 0 {
+			e.timers = nil
+		}
+	}
 }

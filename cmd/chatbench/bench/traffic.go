@@ -96,18 +96,20 @@ func (s *sender) onAck(r *run, fi *frameInfo, now time.Duration) {
 		dup = fi.seq <= 0 || s.acked.set(fi.seq)
 	}
 	s.mu.Unlock()
-	s.free <- k
+	// Counted before the slot is free: once every slot is, the send phase
+	// is over and the grace wait compares the deliveries with expected.
 	if errno != 0 {
 		r.st.addErrKey(strconv.Itoa(errno))
-		return
+	} else {
+		r.st.acked.Add(1)
+		r.st.expected.Add(int64(len(s.recipients)))
+		storeMax(&r.st.lastAck, int64(now))
+		r.ackHist.record(s.idx, now-stamp)
+		if dup {
+			r.st.dupAcks.Add(1)
+		}
 	}
-	r.st.acked.Add(1)
-	r.st.expected.Add(int64(len(s.recipients)))
-	storeMax(&r.st.lastAck, int64(now))
-	r.ackHist.record(s.idx, now-stamp)
-	if dup {
-		r.st.dupAcks.Add(1)
-	}
+	s.free <- k
 }
 
 // expire fails the sends whose --timeout has passed at now.

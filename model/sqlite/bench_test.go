@@ -1,7 +1,9 @@
 package sqlite_test
 
 import (
+	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -26,6 +28,35 @@ func BenchmarkStoreMessage(b *testing.B) {
 					b.ReportMetric(float64(st.Messages)/float64(max(st.Batches, 1)), "msgs/batch")
 				})
 			}
+		}
+	}
+}
+
+// BenchmarkInsertRows: BenchmarkStoreMessage's NORMAL case with 256
+// senders, the messages of a batch inserted with single-row INSERTs (the
+// default with cgo) or multi-row ones of up to 256 rows, alternately in one
+// invocation. The driver is the build's: with CGO_ENABLED=0 it is
+// modernc.org/sqlite.
+func BenchmarkInsertRows(b *testing.B) {
+	for _, shared := range []bool{false, true} {
+		conv := "own"
+		if shared {
+			conv = "group"
+		}
+		for _, rows := range []int{1, 256} {
+			b.Run(fmt.Sprintf("driver=%s/conv=%s/rows=%d", sqlite.DriverName(), conv, rows), func(b *testing.B) {
+				path := filepath.Join(b.TempDir(), "bench.db")
+				s, err := sqlite.OpenInsertRows(context.Background(), path, sqlite.Options{}, rows)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				storetest.BenchStoreMessage(b, s, 256, shared)
+				b.StopTimer()
+				if fi, err := os.Stat(path + "-wal"); err == nil {
+					b.ReportMetric(float64(fi.Size())/(1<<20), "wal-MiB")
+				}
+			})
 		}
 	}
 }

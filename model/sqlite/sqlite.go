@@ -1,5 +1,6 @@
 // Package sqlite is the embedded model.Store: one SQLite file through
-// modernc.org/sqlite (pure Go, driver name "sqlite").
+// github.com/mattn/go-sqlite3 (cgo; modernc.org/sqlite, SQLite transpiled
+// to Go, in a build without cgo: see driver.go).
 //
 // The file is in WAL mode with foreign keys on and a busy timeout. Writes go
 // through one connection (SQLite has one writer at a time; its transactions
@@ -32,16 +33,12 @@ package sqlite
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	sqlite "modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
 
 	"clusterchat/model"
 	"clusterchat/model/internal/sqlstore"
@@ -88,6 +85,10 @@ var _ model.Store = (*Store)(nil)
 // Open opens (creating when absent) the database file at path, migrates its
 // schema to the newest version and starts the writer. Close releases it.
 func Open(ctx context.Context, path string, opts Options) (*Store, error) {
+	return open(ctx, path, opts, newDriver())
+}
+
+func open(ctx context.Context, path string, opts Options, drv sqlDriver) (*Store, error) {
 	if path == "" || path == ":memory:" || strings.HasPrefix(path, "file:") {
 		return nil, fmt.Errorf("sqlite: open %q: give the path of a database file", path)
 	}
@@ -111,20 +112,28 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	q := url.Values{}
 	q.Set("_busy_timeout", strconv.FormatInt(opts.BusyTimeout.Milliseconds(), 10))
 	q.Set("_foreign_keys", "1")
+	for k, v := range drv.params {
+		q.Set(k, v)
+	}
 	wq := url.Values{}
 	for k, v := range q {
 		wq[k] = v
 	}
-	wq.Set("_journal_mode", "WAL")
 	wq.Set("_synchronous", syncMode)
 	wq.Set("_txlock", "immediate")
-	// A multi-row INSERT keeps a statement journal (to undo the statement
-	// when a row breaks a key); in memory, not in a temporary file.
-	wq.Add("_pragma", "temp_store(memory)")
-	// The writer's page cache stays valid between its transactions (no
-	// other connection writes); 64 MiB rather than SQLite's 2 MiB keeps the
-	// hot leaves of many conversations without re-reading them.
-	wq.Add("_pragma", "cache_size(-65536)")
+	wp := append(drv.pre[:len(drv.pre):len(drv.pre)],
+		// (After the page size, which a new file takes until WAL is on.)
+		"PRAGMA journal_mode = WAL",
+		// A multi-row INSERT keeps a statement journal (to undo the
+		// statement when a row breaks a key); in memory, not in a
+		// temporary file.
+		"PRAGMA temp_store = MEMORY",
+		// The writer's page cache stays valid between its transactions (no
+		// other connection writes); 64 MiB rather than SQLite's 2 MiB keeps
+		// the hot leaves of many conversations without re-reading them.
+		"PRAGMA cache_size = -65536",
+	)
+	wp = append(wp, drv.post...)
 	cq := url.Values{}
 	for k, v := range q {
 		cq[k] = v
@@ -132,14 +141,11 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.CheckpointInterval >= 0 {
 		// The checkpointer copies the WAL into the file; the writer does
 		// only when it falls far behind.
-		wq.Add("_pragma", fmt.Sprintf("wal_autocheckpoint(%d)", backstopPages))
+		wp = append(wp, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", backstopPages))
 	}
 	q.Set("_query_only", "1")
 
-	w, err := sql.Open("sqlite", path+"?"+wq.Encode())
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
-	}
+	w := drv.open(path+"?"+wq.Encode(), wp...)
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
@@ -150,14 +156,10 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		_ = w.Close()
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
-	r, err := sql.Open("sqlite", path+"?"+q.Encode())
-	if err != nil {
-		_ = w.Close()
-		return nil, fmt.Errorf("sqlite: open %q: readers: %w", path, err)
-	}
+	r := drv.open(path + "?" + q.Encode())
 	r.SetMaxOpenConns(opts.Readers)
 	r.SetMaxIdleConns(opts.Readers)
-	s, err := sqlstore.New(ctx, dialect(), w, r, sqlstore.Options{
+	s, err := sqlstore.New(ctx, dialect(drv), w, r, sqlstore.Options{
 		MaxBatch:    opts.MaxBatch,
 		BatchWindow: opts.BatchWindow,
 		TxTimeout:   opts.TxTimeout,
@@ -172,11 +174,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		if interval == 0 {
 			interval = 100 * time.Millisecond
 		}
-		c, err := sql.Open("sqlite", path+"?"+cq.Encode())
-		if err != nil {
-			_ = s.Close()
-			return nil, fmt.Errorf("sqlite: open %q: checkpointer: %w", path, err)
-		}
+		c := drv.open(path + "?" + cq.Encode())
 		c.SetMaxOpenConns(1)
 		st.ckpt = c
 		st.stop = make(chan struct{})
@@ -224,15 +222,7 @@ func (s *Store) Close() error {
 	return s.Store.Close()
 }
 
-func errCode(err error) (int, bool) {
-	var e *sqlite.Error
-	if errors.As(err, &e) {
-		return e.Code(), true
-	}
-	return 0, false
-}
-
-func dialect() *sqlstore.Dialect {
+func dialect(drv sqlDriver) *sqlstore.Dialect {
 	return &sqlstore.Dialect{
 		Name:             "sqlite",
 		VersionTable:     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)",
@@ -241,19 +231,20 @@ func dialect() *sqlstore.Dialect {
 		InsertConvIgnore: "INSERT INTO convs (group_id, a, b, last_seq) VALUES (?, ?, ?, 0) ON CONFLICT (group_id, a, b) DO NOTHING",
 		UpsertCursorTail: "ON CONFLICT (user_id, conv_id) DO UPDATE SET seq = MAX(seq, excluded.seq)",
 		Greatest:         "MAX",
+		MaxInsertRows:    drv.insertRows,
 		Exclusive:        true, // one writer connection; see the conversation cache in sqlstore
 		DataVersion:      "PRAGMA data_version",
 		IsUnique: func(err error) bool {
-			c, ok := errCode(err)
-			return ok && (c == sqlite3.SQLITE_CONSTRAINT_UNIQUE || c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+			c, ok := drv.code(err)
+			return ok && (c == codeUnique || c == codePrimaryKey)
 		},
 		IsForeignKey: func(err error) bool {
-			c, ok := errCode(err)
-			return ok && c == sqlite3.SQLITE_CONSTRAINT_FOREIGNKEY
+			c, ok := drv.code(err)
+			return ok && c == codeForeignKey
 		},
 		IsRetryable: func(err error) bool {
-			c, ok := errCode(err)
-			return ok && (c&0xff == sqlite3.SQLITE_BUSY || c&0xff == sqlite3.SQLITE_LOCKED)
+			c, ok := drv.code(err)
+			return ok && (c&codePrimaryMask == codeBusy || c&codePrimaryMask == codeLocked)
 		},
 	}
 }

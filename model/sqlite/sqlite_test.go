@@ -2,7 +2,6 @@ package sqlite_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -123,10 +122,7 @@ func TestNewerSchema(t *testing.T) {
 	if err := open(t, path).Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := sqlite.OpenDB(path)
 	if _, err := db.ExecContext(ctx, "INSERT INTO schema_version (version, applied) VALUES (99, 0)"); err != nil {
 		t.Fatal(err)
 	}
@@ -165,10 +161,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := sql.Open("sqlite", path)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db := sqlite.OpenDB(path)
 	for _, q := range []string{"DROP TABLE login_failures", "DELETE FROM schema_version WHERE version > 1"} {
 		if _, err := db.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)

@@ -117,8 +117,10 @@ func padded(n int) (take, size int) {
 
 // insertChunk returns the rows of the next INSERT of a run of n > 0 rows
 // (the largest of insertSizes that is at most n) and its index.
-func insertChunk(n int) (rows, size int) {
-	size = min(bits.Len(uint(n))-1, len(insertSizes)-1)
+// The dialect's MaxInsertRows bounds it (maxSize: the index of the largest
+// size prepared).
+func insertChunk(n, maxSize int) (rows, size int) {
+	size = min(bits.Len(uint(n))-1, maxSize)
 	return insertSizes[size], size
 }
 
@@ -145,6 +147,9 @@ func repeatSep(s, sep string, n int) string {
 func newBatchSQL(d *Dialect) batchSQL {
 	var b batchSQL
 	for _, n := range insertSizes {
+		if d.MaxInsertRows > 0 && n > d.MaxInsertRows {
+			break
+		}
 		b.insertMsgs = append(b.insertMsgs,
 			"INSERT INTO messages (conv_id, seq, sender, from_name, body, cid, sent_at) VALUES "+repeatJoin("(?, ?, ?, ?, ?, ?, ?)", n))
 	}
@@ -513,7 +518,7 @@ func (s *Store) checkSenders(ctx context.Context, r runner, reqs []*msgReq, b *b
 // multi-row INSERTs; a chunk that breaks a key is stored row by row.
 func (s *Store) insertPending(ctx context.Context, r runner, reqs []*msgReq, results []msgRes, b *batchState) error {
 	for p := b.pending; len(p) > 0; {
-		n, size := insertChunk(len(p))
+		n, size := insertChunk(len(p), len(s.bsql.insertMsgs)-1)
 		part := p[:n]
 		p = p[n:]
 		b.args = b.args[:0]

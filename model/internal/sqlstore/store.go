@@ -77,6 +77,12 @@ type Dialect struct {
 	// connection commits to the database (SQLite's PRAGMA data_version);
 	// required when Exclusive is set.
 	DataVersion string
+	// MaxInsertRows bounds the rows of one of the batch writer's INSERTs of
+	// messages (a power of 2 up to 256; 0 means 256). SQLite: 1, because a
+	// statement that writes several rows and may fail on a key keeps a
+	// statement journal, a copy of every page it changes, which costs more
+	// than the statements saved (see batch.go).
+	MaxInsertRows int
 	// IsUnique reports a unique or primary key violation.
 	IsUnique func(error) bool
 	// IsForeignKey reports a foreign key violation.

@@ -225,7 +225,7 @@ func (s *Service) handleLogin(c *call) *apiError {
 		if first && !wasOnline {
 			s.pushPresence(uid, lists.friendIDs, true)
 		}
-		s.pushOffline(c.sess, uid)
+		s.pushOffline(c.sess, uid, lists.offline, true)
 	}
 	return nil
 }

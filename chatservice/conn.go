@@ -19,12 +19,13 @@ const (
 	closeFlushWait = 2 * time.Second
 )
 
-// call is one request being handled.
+// call is one request being handled. It lives in its request (one
+// allocation for both).
 type call struct {
 	ctx   context.Context
 	sess  *session
 	req   *request
-	resp  *frameWriter // the response, msgid/reqid/errno already written
+	resp  *frameWriter // the response, msgid/reqid/errno already written; recycled after handle
 	after func()       // runs on the queue after the response was sent
 	sent  bool         // the response went out early (respondNow)
 }
@@ -129,7 +130,8 @@ func (s *Service) handle(sess *session, req *request, limited bool, retryAfter i
 	}
 	start := time.Now()
 	respID := req.msgid + protocol.Response
-	c := &call{ctx: s.ctx, sess: sess, req: req}
+	c := &req.call
+	*c = call{ctx: s.ctx, sess: sess, req: req}
 	var err *apiError
 	switch h := s.handlers[req.msgid]; {
 	case limited:
@@ -142,20 +144,19 @@ func (s *Service) handle(sess *session, req *request, limited bool, retryAfter i
 		c.resp = s.respHeader(respID, req, protocol.OK)
 		err = h(c)
 	}
-	var out []byte
 	if err != nil {
-		w := s.respHeader(respID, req, err.errno).Str("errmsg", err.msg)
+		s.frames.put(c.resp)
+		c.resp = s.respHeader(respID, req, err.errno).Str("errmsg", err.msg)
 		if err.errno == protocol.ErrRateLimited {
-			w.Int("retry_after", err.retryAfter)
+			c.resp.Int("retry_after", err.retryAfter)
 		}
-		out = w.Bytes()
 		s.metrics.errors.WithLabelValues(itoa(err.errno)).Inc()
-	} else {
-		out = c.resp.Bytes()
 	}
 	if !c.sent || err != nil {
-		_ = sess.conn.Send(out)
+		_ = sess.conn.Send(c.resp.Bytes())
 	}
+	s.frames.put(c.resp)
+	c.resp = nil
 	s.metrics.observeRequest(req.msgid, time.Since(start))
 	if err == nil && c.after != nil {
 		c.after()
@@ -163,7 +164,7 @@ func (s *Service) handle(sess *session, req *request, limited bool, retryAfter i
 }
 
 func (s *Service) respHeader(msgid int, req *request, errno int) *frameWriter {
-	w := newFrame(msgid)
+	w := s.frames.get(msgid)
 	if req.hasReqID && !req.badReqID {
 		w.Int("reqid", req.reqid)
 	}
@@ -207,7 +208,7 @@ func (s *Service) onBusResync() {
 			_ = sess.queue.Submit(func() {
 				if uid := sess.userID.Load(); uid != 0 {
 					sess.gate.close()
-					s.pushOffline(sess, uid)
+					s.pushOffline(sess, uid, nil, false)
 				}
 			})
 		}

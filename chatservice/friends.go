@@ -12,6 +12,7 @@ import (
 type userLists struct {
 	friends, groups, requests []byte
 	friendIDs                 []int64
+	offline                   []offlineConv // for LOGIN's offline push
 }
 
 func (l *userLists) write(w *frameWriter) {
@@ -51,6 +52,7 @@ func (s *Service) lists(ctx context.Context, uid int64) (*userLists, *apiError) 
 		ra.Obj().Int("id", u.ID).Str("name", u.Name).End()
 	}
 	l.friends, l.groups, l.requests = fa.Bytes(), ga.Bytes(), ra.Bytes()
+	l.offline = offlineConvs(uid, friends, groups)
 	return l, nil
 }
 

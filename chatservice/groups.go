@@ -88,9 +88,8 @@ func (s *Service) changeGroup(c *call, change func(ctx context.Context, gid, me 
 	if aerr != nil {
 		return aerr
 	}
-	mu := s.convLocks.of(model.GroupConv(gid))
-	mu.Lock()
-	defer mu.Unlock()
+	conv := model.GroupConv(gid)
+	defer s.convLocks.unlock(conv, s.convLocks.lock(conv))
 	defer s.members.drop(gid)
 	return change(ctx, gid, me, myName)
 }

@@ -2,6 +2,7 @@ package chatservice
 
 import (
 	"strconv"
+	"sync"
 
 	"clusterchat/chatservice/protocol"
 )
@@ -10,8 +11,7 @@ import (
 // hot paths (responses to ONE_CHAT, pushes) are written with it; rarely used
 // shapes too, so that every frame is built the same way.
 type frameWriter struct {
-	b     []byte
-	first bool
+	b []byte
 }
 
 // frameCap is the initial capacity of a frame: a CHAT push of a 64-byte
@@ -21,9 +21,38 @@ const frameCap = 256
 // newFrame starts an object with its msgid.
 func newFrame(msgid int) *frameWriter {
 	w := &frameWriter{b: make([]byte, 0, frameCap)}
-	w.b = append(w.b, `{"msgid":`...)
-	w.b = strconv.AppendInt(w.b, int64(msgid), 10)
+	w.start(msgid)
 	return w
+}
+
+func (w *frameWriter) start(msgid int) {
+	w.b = append(w.b[:0], `{"msgid":`...)
+	w.b = strconv.AppendInt(w.b, int64(msgid), 10)
+}
+
+// maxPooledFrame bounds the buffers kept by a framePool: a large response
+// (HISTORY, LIST) is left to the collector.
+const maxPooledFrame = 8 << 10
+
+// framePool recycles the writers of responses, which are dead once sent
+// (Send copies the frame).
+type framePool struct{ p sync.Pool }
+
+// get starts a frame like newFrame, on a recycled writer.
+func (fp *framePool) get(msgid int) *frameWriter {
+	w, _ := fp.p.Get().(*frameWriter)
+	if w == nil {
+		w = &frameWriter{b: make([]byte, 0, frameCap)}
+	}
+	w.start(msgid)
+	return w
+}
+
+// put recycles w; neither w nor a slice of its Bytes may be used after.
+func (fp *framePool) put(w *frameWriter) {
+	if w != nil && cap(w.b) <= maxPooledFrame {
+		fp.p.Put(w)
+	}
 }
 
 func (w *frameWriter) key(k string) {

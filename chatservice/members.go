@@ -26,21 +26,42 @@ type memberCache struct {
 	enabled bool
 	max     int
 	mu      sync.Mutex
-	entries map[int64][]model.Member
+	entries map[int64]*memberList
+}
+
+// memberList is a cached member list with the ids of its members, shared
+// (read-only) by the messages sent while it is cached.
+type memberList struct {
+	members   []model.Member
+	ids       []int64 // every member
+	maxJoined int64   // the largest JoinedSeq
+}
+
+func newMemberList(ms []model.Member) *memberList {
+	l := &memberList{members: ms, ids: make([]int64, len(ms))}
+	for i, m := range ms {
+		l.ids[i] = m.User.ID
+		l.maxJoined = max(l.maxJoined, m.JoinedSeq)
+	}
+	return l
 }
 
 func newMemberCache(enabled bool, max int) *memberCache {
-	return &memberCache{enabled: enabled, max: max, entries: make(map[int64][]model.Member)}
+	return &memberCache{enabled: enabled, max: max, entries: make(map[int64]*memberList)}
 }
 
-// recipients returns the users to push message seq of group gid to.
+// recipients returns the users to push message seq of group gid to. The
+// slice may be shared with other callers: it must not be modified.
 func (c *memberCache) recipients(ctx context.Context, store model.Store, gid, seq int64) ([]int64, error) {
-	ms, err := c.members(ctx, store, gid)
+	l, err := c.members(ctx, store, gid)
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]int64, 0, len(ms))
-	for _, m := range ms {
+	if l.maxJoined < seq {
+		return l.ids, nil // the common case: everyone joined before the message
+	}
+	ids := make([]int64, 0, len(l.members))
+	for _, m := range l.members {
 		if m.JoinedSeq < seq {
 			ids = append(ids, m.User.ID)
 		}
@@ -48,26 +69,30 @@ func (c *memberCache) recipients(ctx context.Context, store model.Store, gid, se
 	return ids, nil
 }
 
-func (c *memberCache) members(ctx context.Context, store model.Store, gid int64) ([]model.Member, error) {
+func (c *memberCache) members(ctx context.Context, store model.Store, gid int64) (*memberList, error) {
 	if c.enabled {
 		c.mu.Lock()
-		ms, ok := c.entries[gid]
+		l, ok := c.entries[gid]
 		c.mu.Unlock()
 		if ok {
-			return ms, nil
+			return l, nil
 		}
 	}
 	ms, err := store.GroupMembers(ctx, gid)
-	if err != nil || !c.enabled {
-		return ms, err
+	if err != nil {
+		return nil, err
+	}
+	l := newMemberList(ms)
+	if !c.enabled {
+		return l, nil
 	}
 	c.mu.Lock()
 	if len(c.entries) >= c.max {
 		clear(c.entries)
 	}
-	c.entries[gid] = ms
+	c.entries[gid] = l
 	c.mu.Unlock()
-	return ms, nil
+	return l, nil
 }
 
 // drop forgets a group. The caller holds the group's lock.

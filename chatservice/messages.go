@@ -56,9 +56,7 @@ func (s *Service) handleOneChat(c *call) *apiError {
 	if aerr := s.requireFriend(ctx, me, toid); aerr != nil {
 		return aerr
 	}
-	return s.sendMessage(ctx, c, model.Direct(me, toid), me, msg, cid, func(context.Context, model.Message) ([]int64, error) {
-		return []int64{toid, me}, nil
-	})
+	return s.sendMessage(ctx, c, model.Direct(me, toid), me, msg, cid)
 }
 
 func (s *Service) handleGroupChat(c *call) *apiError {
@@ -76,9 +74,7 @@ func (s *Service) handleGroupChat(c *call) *apiError {
 	// know whom to push to.
 	ctx, cancel := s.storeCtx()
 	defer cancel()
-	return s.sendMessage(ctx, c, model.GroupConv(gid), me, msg, cid, func(ctx context.Context, m model.Message) ([]int64, error) {
-		return s.members.recipients(ctx, s.store, gid, m.Seq)
-	})
+	return s.sendMessage(ctx, c, model.GroupConv(gid), me, msg, cid)
 }
 
 // requireFriend answers 404 when other does not exist and 403 when it is
@@ -111,22 +107,20 @@ func (s *Service) requireFriend(ctx context.Context, me, other int64) *apiError 
 // seq and time, then pushes it to every recipient session and the
 // sender's other sessions.
 //
-// recipients names the users to push to; it is called after the message
-// is stored, with the stored message.
+// The recipients are the peer and me for a direct conversation, the
+// members of a group who joined before the message (read after it is
+// stored).
 //
 // ctx bounds the store calls (the caller's storeCtx).
-func (s *Service) sendMessage(ctx context.Context, c *call, conv model.Conv, me int64, body, cid string,
-	recipients func(context.Context, model.Message) ([]int64, error)) *apiError {
+func (s *Service) sendMessage(ctx context.Context, c *call, conv model.Conv, me int64, body, cid string) *apiError {
 	name, aerr := s.myName(ctx, me)
 	if aerr != nil {
 		return aerr
 	}
 	// Pushes of one conversation leave this server in seq order: the
-	// conversation's stripe lock is held from storing to publishing, so a
-	// later seq cannot overtake an earlier one (PROTOCOL.md §6).
-	mu := s.convLocks.of(conv)
-	mu.Lock()
-	defer mu.Unlock()
+	// conversation's lock is held from storing to publishing, so a later
+	// seq cannot overtake an earlier one (PROTOCOL.md §6).
+	defer s.convLocks.unlock(conv, s.convLocks.lock(conv))
 	start := time.Now()
 	m, dup, err := s.store.StoreMessage(ctx, model.NewMessage{
 		Conv: conv, From: me, FromName: name, Body: body, CID: cid, Time: start.UnixMilli(),
@@ -144,7 +138,13 @@ func (s *Service) sendMessage(ctx context.Context, c *call, conv model.Conv, me 
 	}
 	c.resp.Int("seq", m.Seq).Int("time", m.Time)
 	c.respondNow()
-	users, err := recipients(ctx, m)
+	var users []int64
+	if conv.IsGroup() {
+		users, err = s.members.recipients(ctx, s.store, conv.Group, m.Seq)
+	} else {
+		c.req.peers = [2]int64{conv.Peer(me), me}
+		users = c.req.peers[:]
+	}
 	if err != nil {
 		// Stored and acknowledged: the recipients find it by the offline
 		// push or HISTORY.
@@ -169,7 +169,7 @@ func (s *Service) handleHistory(c *call) *apiError {
 	before := c.req.optID("before")
 	limit := int64(protocol.DefaultHistoryLimit)
 	if c.req.has("limit") {
-		v := c.req.root.Get("limit")
+		v := c.req.get("limit")
 		n, ok := parseJSONInt(v)
 		if !ok || n < 1 || n > protocol.MaxHistoryLimit {
 			c.req.fail(protocol.ErrBadRequest, "limit must be an integer from 1 to 100")
@@ -219,7 +219,7 @@ func (s *Service) handleHistory(c *call) *apiError {
 }
 
 func (s *Service) handleAck(c *call) *apiError {
-	arr := c.req.root.Get("acks")
+	arr := c.req.get("acks")
 	if !arr.Exists() || !arr.IsArray() {
 		return errf(protocol.ErrBadRequest, "acks must be an array")
 	}
@@ -299,13 +299,41 @@ func (s *Service) handleAck(c *call) *apiError {
 // reader.
 const offlinePushTimeout = 2 * time.Minute
 
+// offlineConv is a conversation with messages above the user's cursor:
+// the offline push sends those after seq after.
+type offlineConv struct {
+	conv  model.Conv
+	after int64
+}
+
+// offlineConvs picks, from a user's friends and groups, the conversations
+// with messages above the user's cursor.
+func offlineConvs(uid int64, friends []model.Friend, groups []model.Membership) []offlineConv {
+	var todo []offlineConv
+	for _, f := range friends {
+		if f.LastSeq > f.Cursor {
+			todo = append(todo, offlineConv{model.Direct(uid, f.User.ID), f.Cursor})
+		}
+	}
+	for _, g := range groups {
+		if after := max(g.Cursor, g.JoinedSeq); g.LastSeq > after {
+			todo = append(todo, offlineConv{model.GroupConv(g.Group.ID), after})
+		}
+	}
+	return todo
+}
+
 // pushOffline pushes every message above the user's cursor in each of its
 // conversations, ascending, at most MaxOfflinePerConv per conversation.
+// todo names those conversations when the caller has just read the user's
+// friends and groups (LOGIN's lists, read after the session was
+// registered, so that a message stored later is pushed live); with
+// known false pushOffline reads them.
 //
 // The caller has closed the session's push gate before the messages are
 // read, so that live pushes do not overtake them; pushOffline opens it
 // when done, whatever happened.
-func (s *Service) pushOffline(sess *session, uid int64) {
+func (s *Service) pushOffline(sess *session, uid int64, todo []offlineConv, known bool) {
 	sent := make(map[model.Conv]int64)
 	defer func() {
 		if n := sess.gate.open(sess.conn, sent); n > 0 {
@@ -314,30 +342,21 @@ func (s *Service) pushOffline(sess *session, uid int64) {
 	}()
 	ctx, cancel := s.storeCtx()
 	defer cancel()
-	friends, err := s.store.Friends(ctx, uid)
-	if err != nil {
-		s.log.Warn("offline push: cannot list friends", "user", uid, "err", err)
-		return
-	}
-	groups, err := s.store.UserGroups(ctx, uid)
-	if err != nil {
-		s.log.Warn("offline push: cannot list groups", "user", uid, "err", err)
-		return
-	}
-	type pending struct {
-		conv  model.Conv
-		after int64
-	}
-	var todo []pending
-	for _, f := range friends {
-		if f.LastSeq > f.Cursor {
-			todo = append(todo, pending{model.Direct(uid, f.User.ID), f.Cursor})
+	if !known {
+		friends, err := s.store.Friends(ctx, uid)
+		if err != nil {
+			s.log.Warn("offline push: cannot list friends", "user", uid, "err", err)
+			return
 		}
-	}
-	for _, g := range groups {
-		if after := max(g.Cursor, g.JoinedSeq); g.LastSeq > after {
-			todo = append(todo, pending{model.GroupConv(g.Group.ID), after})
+		groups, err := s.store.UserGroups(ctx, uid)
+		if err != nil {
+			s.log.Warn("offline push: cannot list groups", "user", uid, "err", err)
+			return
 		}
+		todo = offlineConvs(uid, friends, groups)
+	}
+	if len(todo) == 0 {
+		return
 	}
 	// A backlog can be far larger than the high-water mark: pace it by the
 	// connection's unsent output, so that a slow reader is waited for

@@ -21,6 +21,63 @@ type request struct {
 	badReqID bool // reqid present but of another type or range
 	root     gjson.Result
 	err      *apiError // the first field error met while reading fields
+
+	// The top-level fields, indexed by parseFrame in one pass so that each
+	// read does not scan the object again: the first maxIndexed distinct
+	// keys with their raw values; past that (overflow) a key not indexed
+	// is looked up in root.
+	indexed  bool
+	overflow bool
+	nfields  int
+	fields   [maxIndexed]field
+
+	call  call     // the handling of this request (conn.go)
+	peers [2]int64 // room for a direct message's recipients
+}
+
+// maxIndexed is the number of top-level fields parseFrame indexes: every
+// request of the protocol has fewer.
+const maxIndexed = 8
+
+// field is one indexed top-level field: its (unescaped) key and raw value.
+type field struct {
+	key, raw string
+}
+
+// get returns the top-level field name, as root.Get(name) does (the first
+// occurrence of a repeated key).
+func (r *request) get(name string) gjson.Result {
+	if !r.indexed {
+		return r.root.Get(name)
+	}
+	for i := range r.nfields {
+		if f := &r.fields[i]; f.key == name {
+			return gjson.Parse(f.raw)
+		}
+	}
+	if r.overflow {
+		return r.root.Get(name)
+	}
+	return gjson.Result{}
+}
+
+// index records the top-level fields of root.
+func (r *request) index() {
+	r.indexed = true
+	r.root.ForEach(func(k, v gjson.Result) bool {
+		for i := range r.nfields {
+			if r.fields[i].key == k.Str {
+				return true // a repeated key: the first one counts
+			}
+		}
+		if r.nfields == maxIndexed {
+			r.overflow = true
+			return false
+		}
+		r.fields[r.nfields] = field{key: k.Str, raw: v.Raw}
+		r.nfields++
+		return true
+	})
 }
 
 // frameError is a frame that is not a request at all: it gets push ERROR.
@@ -42,14 +99,15 @@ func parseFrame(frame []byte) (*request, *frameError) {
 	}
 	root := gjson.ParseBytes(frame)
 	req := &request{root: root}
-	if r := root.Get("reqid"); r.Exists() {
+	req.index()
+	if r := req.get("reqid"); r.Exists() {
 		if v, ok := parseJSONInt(r); ok && v >= 0 && v <= protocol.MaxReqID {
 			req.reqid, req.hasReqID = v, true
 		} else {
 			req.badReqID = true
 		}
 	}
-	m := root.Get("msgid")
+	m := req.get("msgid")
 	if !m.Exists() {
 		return nil, req.frameErr("msgid is missing")
 	}
@@ -93,11 +151,11 @@ func (r *request) fail(errno int, msg string) {
 }
 
 // has reports whether the field is present (null counts as present).
-func (r *request) has(name string) bool { return r.root.Get(name).Exists() }
+func (r *request) has(name string) bool { return r.get(name).Exists() }
 
 // id reads a required positive integer field.
 func (r *request) id(name string) int64 {
-	v := r.root.Get(name)
+	v := r.get(name)
 	if !v.Exists() {
 		r.fail(protocol.ErrBadRequest, name+" is missing")
 		return 0
@@ -120,7 +178,7 @@ func (r *request) positive(name string, v gjson.Result) int64 {
 
 // optID reads an optional positive integer field (0 when absent).
 func (r *request) optID(name string) int64 {
-	v := r.root.Get(name)
+	v := r.get(name)
 	if !v.Exists() {
 		return 0
 	}
@@ -129,7 +187,7 @@ func (r *request) optID(name string) int64 {
 
 // str reads a required, non-empty string field.
 func (r *request) str(name string) string {
-	v := r.root.Get(name)
+	v := r.get(name)
 	if !v.Exists() {
 		r.fail(protocol.ErrBadRequest, name+" is missing")
 		return ""
@@ -147,7 +205,7 @@ const badCredential = "\x00bad credential"
 // text rules (a lone surrogate) is not a bad request but a wrong
 // credential (PROTOCOL.md §3): it reads as badCredential.
 func (r *request) credential(name string) string {
-	v := r.root.Get(name)
+	v := r.get(name)
 	if v.Type == gjson.String && hasLoneSurrogate(v.Raw) {
 		return badCredential
 	}
@@ -156,7 +214,7 @@ func (r *request) credential(name string) string {
 
 // optStr reads an optional string field; empty is allowed.
 func (r *request) optStr(name, def string) string {
-	v := r.root.Get(name)
+	v := r.get(name)
 	if !v.Exists() {
 		return def
 	}

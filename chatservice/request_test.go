@@ -293,3 +293,30 @@ func TestCredentialWithLoneSurrogateIsWrongNotBad(t *testing.T) {
 		t.Fatal("the bad-credential marker must never be a valid name")
 	}
 }
+
+// The field index of parseFrame answers every read as gjson's Get on the
+// whole object does: first occurrence of a repeated key, escaped keys,
+// more fields than it indexes, values of every type.
+func TestRequestFieldIndex(t *testing.T) {
+	frames := []string{
+		`{"msgid":5,"reqid":1,"toid":2,"msg":"hi \"there\"","cid":"c"}`,
+		`{"msgid":5,"toid":2,"toid":3,"msg":"a","msg":"b"}`,
+		`{"msgid":5,"to\u0069d":7,"m\u0073g":"x\u00e9"}`,
+		`{"msgid":19,"acks":[{"friendid":2,"seq":1}],"x":{"a":[1,2]},"n":null,"t":true,"f":false,"d":-1.5e3}`,
+		`{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"msgid":4,"reqid":9,"toid":10,"a":11}`,
+		`{"msgid":4}`,
+	}
+	names := []string{"msgid", "reqid", "toid", "msg", "cid", "acks", "x", "n", "t", "f", "d", "a", "h", "absent", ""}
+	for _, fr := range frames {
+		req, ferr := parseFrame([]byte(fr))
+		if ferr != nil {
+			t.Fatalf("%s: %s", fr, ferr.errmsg)
+		}
+		for _, name := range names {
+			got, want := req.get(name), req.root.Get(name)
+			if got.Exists() != want.Exists() || got.Type != want.Type || got.Raw != want.Raw || got.Str != want.Str || got.Num != want.Num {
+				t.Errorf("%s: get(%q) = %+v, want %+v", fr, name, got, want)
+			}
+		}
+	}
+}

@@ -111,8 +111,9 @@ type Service struct {
 	throttle  *loginThrottle
 	metrics   *Metrics
 	handlers  map[int]handler
-	convLocks stripedLocks
+	convLocks convLocks
 	members   *memberCache
+	frames    framePool       // response writers
 	limit     rateLimit       // per connection
 	epoch     time.Time       // of monoNow
 	ctx       context.Context // cancelled by Shutdown
@@ -306,11 +307,67 @@ func (d *sharedDeadline) get() context.Context {
 	return ctx
 }
 
-// stripedLocks is a fixed array of mutexes picked by conversation, so that
-// per-conversation ordering costs no map and no cleanup.
-type stripedLocks [4096]sync.Mutex
+// convLocks holds one mutex per conversation in use, made on first use and
+// dropped when its last holder or waiter leaves, so that unrelated
+// conversations never wait on each other (a fixed array of stripes made
+// conversations that shared a stripe wait for each other's store round
+// trip, since the lock is held from storing to publishing).
+type convLocks struct {
+	shards [64]convShard
+}
 
-func (l *stripedLocks) of(c model.Conv) *sync.Mutex {
+type convShard struct {
+	mu   sync.Mutex
+	m    map[model.Conv]*convLock
+	free []*convLock // unused locks, reused
+	_    [24]byte    // keep shards on separate cache lines
+}
+
+// convLock is the lock of one conversation.
+type convLock struct {
+	mu   sync.Mutex
+	refs int // holders and waiters; guarded by the shard's mu
+}
+
+const maxFreeConvLocks = 64
+
+func (l *convLocks) shard(c model.Conv) *convShard {
 	h := uint64(c.Group)*0x9E3779B97F4A7C15 ^ uint64(c.A)*0xC2B2AE3D27D4EB4F ^ uint64(c.B)*0x165667B19E3779F9
-	return &l[h%uint64(len(l))]
+	return &l.shards[(h>>32)%uint64(len(l.shards))]
+}
+
+// lock locks conversation c; the caller passes the result to unlock.
+func (l *convLocks) lock(c model.Conv) *convLock {
+	sh := l.shard(c)
+	sh.mu.Lock()
+	k := sh.m[c]
+	if k == nil {
+		if n := len(sh.free); n > 0 {
+			k, sh.free = sh.free[n-1], sh.free[:n-1]
+		} else {
+			k = &convLock{}
+		}
+		if sh.m == nil {
+			sh.m = make(map[model.Conv]*convLock)
+		}
+		sh.m[c] = k
+	}
+	k.refs++
+	sh.mu.Unlock()
+	k.mu.Lock()
+	return k
+}
+
+// unlock unlocks conversation c, locked by lock as k.
+func (l *convLocks) unlock(c model.Conv, k *convLock) {
+	sh := l.shard(c)
+	k.mu.Unlock()
+	sh.mu.Lock()
+	if k.refs--; k.refs == 0 {
+		delete(sh.m, c)
+		if len(sh.free) < maxFreeConvLocks {
+			sh.free = append(sh.free, k)
+		}
+	}
+	sh.mu.Unlock()
 }

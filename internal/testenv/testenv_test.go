@@ -83,6 +83,30 @@ func TestMariaDB(t *testing.T) {
 		t.Fatalf("restart moved port %d -> %d", port, m.Port)
 	}
 	check() // data survived; the pool reconnects
+
+	// The server options: and a commit survives SIGKILL of mariadbd with
+	// innodb_flush_log_at_trx_commit=2.
+	var flush, logBin int
+	var threads string
+	if err := db.QueryRowContext(ctx, "SELECT @@innodb_flush_log_at_trx_commit, @@log_bin, @@thread_handling").Scan(&flush, &logBin, &threads); err != nil {
+		t.Fatal(err)
+	}
+	if flush != 2 || logBin != 0 || threads != "pool-of-threads" {
+		t.Fatalf("flush_log_at_trx_commit %d, log_bin %d, thread_handling %q; want 2, 0, pool-of-threads", flush, logBin, threads)
+	}
+	if _, err := db.ExecContext(ctx, "INSERT INTO t VALUES (2, 'committed')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var s string
+	if err := db.QueryRowContext(ctx, "SELECT s FROM t WHERE id = 2").Scan(&s); err != nil || s != "committed" {
+		t.Fatalf("row committed before SIGKILL: %q, %v", s, err)
+	}
 	if err := m.Stop(); err != nil {
 		t.Fatal(err)
 	}

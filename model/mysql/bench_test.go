@@ -13,8 +13,9 @@ import (
 )
 
 // BenchmarkStoreMessage: 1, 64 and 256 concurrent senders, each in its own
-// conversation or all in one group, against the private MariaDB (InnoDB
-// with innodb_flush_log_at_trx_commit=1: an fsync per commit); msgs/batch
+// conversation or all in one group, against the private MariaDB (testenv's options: InnoDB
+// with innodb_flush_log_at_trx_commit=2, the redo log written at each
+// commit and fsynced once a second); msgs/batch
 // shows the batching, db-cpu-ns/op the CPU time of mariadbd per message
 // (on the cluster it is the largest cost of a message).
 func BenchmarkStoreMessage(b *testing.B) {
@@ -60,4 +61,22 @@ func procCPU(pid int) (time.Duration, bool) {
 		return 0, false
 	}
 	return time.Duration(utime+stime) * 10 * time.Millisecond, true
+}
+
+// BenchmarkWriters: 256 concurrent senders, each in its own conversation,
+// with 1, 2 and 4 batching writers (Options.Writers): msgs/batch and
+// db-cpu-ns/op show what fewer, larger batches save MariaDB.
+func BenchmarkWriters(b *testing.B) {
+	for _, writers := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			s := open(b, newDB(b), mysql.Options{Writers: writers})
+			db0, dbOK := procCPU(server.Pid())
+			storetest.BenchStoreMessage(b, s, 256, false)
+			if db1, ok := procCPU(server.Pid()); ok && dbOK {
+				b.ReportMetric(float64(db1-db0)/float64(b.N), "db-cpu-ns/op")
+			}
+			st := s.Stats()
+			b.ReportMetric(float64(st.Messages)/float64(max(st.Batches, 1)), "msgs/batch")
+		})
+	}
 }

@@ -3,6 +3,9 @@ package redis
 import (
 	"context"
 	"fmt"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"clusterchat/bus"
 )
@@ -25,31 +28,132 @@ func parseEnvelope(s string) (origin, payload string, ok bool) {
 	return s[1:n], s[n:], true
 }
 
-// Publish sends payload to each of userIDs' channels in one pipelined round
-// trip. It returns once Redis accepted every PUBLISH; when Redis is
-// unreachable it fails within the timeouts and ctx.
+// Publish sends payload to each of userIDs' channels. It returns once Redis
+// accepted every PUBLISH; when Redis is unreachable it fails within the
+// timeouts and ctx.
+//
+// Concurrent calls share round trips, as a database's group commit does:
+// a call that finds no pipeline in flight sends its PUBLISHes at once and
+// waits for their replies; calls made meanwhile queue, and the next
+// pipeline carries all of them (one write(2) and one read for the lot,
+// instead of a write, a read and a pool connection each). Calls are sent
+// in the order they queued, so one caller's publishes stay in order.
 func (b *Bus) Publish(ctx context.Context, userIDs []int64, payload []byte) error {
 	if b.isClosed() {
 		return fmt.Errorf("bus/redis: publish to %d users: %w", len(userIDs), bus.ErrClosed)
 	}
-	switch len(userIDs) {
-	case 0:
+	if len(userIDs) == 0 {
 		return nil
-	case 1:
-		if err := b.pub.Publish(ctx, b.channel(userIDs[0]), b.envelope(payload)).Err(); err != nil {
-			return fmt.Errorf("bus/redis: publish to user %d: %w", userIDs[0], err)
+	}
+	req := &pubReq{ctx: ctx, users: userIDs, env: b.envelope(payload), done: make(chan error, 1)}
+	b.pubMu.Lock()
+	b.pubQueue = append(b.pubQueue, req)
+	lead := !b.pubBusy
+	b.pubBusy = true
+	b.pubMu.Unlock()
+	if lead {
+		b.flushPublishes(true)
+	}
+	select {
+	case err := <-req.done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("bus/redis: publish to %d users: %w", len(userIDs), ctx.Err())
+	}
+}
+
+// pubReq is a queued Publish call.
+type pubReq struct {
+	ctx   context.Context
+	users []int64
+	env   []byte
+	cmds  []*goredis.IntCmd
+	done  chan error // buffered: the flusher never blocks on it
+}
+
+// flushPublishes sends the queued calls in pipelines until the queue is
+// empty. The caller that started it (first) stops after the pipeline that
+// answered its own call, handing what queued meanwhile to a goroutine, so
+// that it is not held up by later callers' round trips.
+func (b *Bus) flushPublishes(first bool) {
+	for {
+		b.pubMu.Lock()
+		if len(b.pubQueue) == 0 {
+			b.pubBusy = false
+			b.pubMu.Unlock()
+			return
 		}
-		return nil
+		batch := b.pubQueue
+		b.pubQueue, b.pubSpare = b.pubSpare[:0], nil // never the slice in flight
+		b.pubMu.Unlock()
+		b.execPublishes(batch)
+		clear(batch)
+		b.pubMu.Lock()
+		b.pubSpare = batch[:0]
+		if first {
+			if len(b.pubQueue) == 0 {
+				b.pubBusy = false
+			} else {
+				go b.flushPublishes(false)
+			}
+			b.pubMu.Unlock()
+			return
+		}
+		b.pubMu.Unlock()
 	}
-	env := b.envelope(payload)
+}
+
+// execPublishes sends the PUBLISHes of batch in one pipeline and answers
+// each call. The pipeline runs until the latest deadline of the batch's
+// calls (none if one has none) or Close, within the client's timeouts: a
+// call whose own ctx ends first has returned already.
+func (b *Bus) execPublishes(batch []*pubReq) {
+	live := batch[:0:0]
+	var deadline time.Time
+	unbounded := false
+	for _, r := range batch {
+		if err := r.ctx.Err(); err != nil {
+			r.done <- fmt.Errorf("bus/redis: publish to %d users: %w", len(r.users), err)
+			continue
+		}
+		live = append(live, r)
+		if dl, ok := r.ctx.Deadline(); !ok {
+			unbounded = true
+		} else if dl.After(deadline) {
+			deadline = dl
+		}
+	}
+	if len(live) == 0 {
+		return
+	}
+	ctx := b.ctx
+	if !unbounded {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
 	pipe := b.pub.Pipeline()
-	for _, id := range userIDs {
-		pipe.Publish(ctx, b.channel(id), env)
+	for _, r := range live {
+		r.cmds = make([]*goredis.IntCmd, len(r.users))
+		for i, id := range r.users {
+			r.cmds[i] = pipe.Publish(ctx, b.channel(id), r.env)
+		}
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
-		return fmt.Errorf("bus/redis: publish to %d users: %w", len(userIDs), err)
+	_, _ = pipe.Exec(ctx) // each command carries its own error
+	for _, r := range live {
+		var err error
+		for i, c := range r.cmds {
+			if cerr := c.Err(); cerr != nil {
+				if len(r.users) == 1 {
+					err = fmt.Errorf("bus/redis: publish to user %d: %w", r.users[i], cerr)
+				} else {
+					err = fmt.Errorf("bus/redis: publish to %d users: %w", len(r.users), cerr)
+				}
+				break
+			}
+		}
+		r.done <- err
 	}
-	return nil
 }
 
 // Online asks Redis, in one PUBSUB NUMSUB, whether some node subscribes to

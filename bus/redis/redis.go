@@ -5,7 +5,8 @@
 // session on it: SUBSCRIBE on the first Subscribe of a user, UNSUBSCRIBE on
 // its last Unsubscribe. Payloads travel in an envelope naming the origin
 // node, and a node drops what it published itself. Publish pipelines one
-// PUBLISH per user (one round trip for a group fan-out); Online is one
+// PUBLISH per user (one round trip for a group fan-out), and concurrent
+// Publish calls share a pipeline; Online is one
 // PUBSUB NUMSUB, so presence is the set of live subscription connections and
 // cannot go stale when a server dies.
 //
@@ -130,6 +131,11 @@ type Bus struct {
 	pending   map[int64]*waiter  // user → its SUBSCRIBE's waiter
 	nextTok   uint64
 	firstUp   chan struct{} // closed when the first connection is confirmed
+
+	pubMu    sync.Mutex
+	pubQueue []*pubReq // Publish calls waiting for the next pipeline
+	pubSpare []*pubReq // the last batch's slice, reused
+	pubBusy  bool      // a pipeline is being sent (flushPublishes runs)
 
 	lastRecv atomic.Int64 // unix ns of the last reply on ps
 	resyncCh chan struct{}

@@ -297,3 +297,65 @@ func TestSilentConnectionReplaced(t *testing.T) {
 	}
 	rec.Expect(t, bustest.Delivery{UserID: 3, Payload: "awake"})
 }
+
+// Concurrent Publish calls share pipelines: 50 callers publishing while
+// Redis is paused are sent on one or two connections (one per call would
+// open 50), and every payload arrives, each caller's in order.
+func TestConcurrentPublishShared(t *testing.T) {
+	r := testenv.RedisForTest(t)
+	ctx := bustest.Ctx(t)
+	const callers, each = 50, 20
+	got := make(chan string, callers*each)
+	a := newNode(t, r.URL(), busredis.Options{Options: bus.Options{Node: "a", Handler: func(_ int64, p []byte) { got <- string(p) }}, QueueSize: callers * each})
+	b := newNode(t, r.URL(), busredis.Options{Options: bus.Options{Node: "b"}})
+	for u := int64(1); u <= callers; u++ {
+		if err := a.Subscribe(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	raw := goredis.NewClient(&goredis.Options{Addr: r.Addr(), Protocol: 2})
+	defer raw.Close()
+	if err := raw.Do(ctx, "CLIENT", "PAUSE", "300", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, callers)
+	for c := range callers {
+		go func() {
+			var err error
+			for i := 0; i < each && err == nil; i++ {
+				err = b.Publish(ctx, []int64{int64(c + 1)}, fmt.Appendf(nil, "%d-%d", c, i))
+			}
+			errs <- err
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := make([]int, callers)
+	for range callers * each {
+		select {
+		case p := <-got:
+			var c, i int
+			if _, err := fmt.Sscanf(p, "%d-%d", &c, &i); err != nil || c < 0 || c >= callers {
+				t.Fatalf("payload %q", p)
+			}
+			if i != next[c] {
+				t.Fatalf("caller %d: got %d, want %d", c, i, next[c])
+			}
+			next[c]++
+		case <-time.After(bustest.Timeout):
+			t.Fatalf("delivered %v of %d each", next, each)
+		}
+	}
+	list, err := raw.ClientList(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Node a holds two connections (subscription, publish pool), b its
+	// subscription and what its publishes needed.
+	if n := strings.Count(list, "name=clusterchat-bus"); n > 6 {
+		t.Fatalf("%d bus connections after concurrent publishes, want at most 6:\n%s", n, list)
+	}
+}

@@ -141,6 +141,33 @@ func TestPairsUnpaced(t *testing.T) {
 	}
 }
 
+// TestGoroutineReaders: without epoll every traffic connection has a
+// reader goroutine; the checks work the same.
+func TestGoroutineReaders(t *testing.T) {
+	for _, fault := range []bool{false, true} {
+		s := startFake(t, func(seq int64) faultKind {
+			if fault && seq%10 == 0 {
+				return drop
+			}
+			return deliver
+		}, false)
+		cfg := fakeConfig(s.addr(), ScenarioPairs)
+		cfg.goroutineReaders = true
+		cfg.Grace = 200 * time.Millisecond
+		rep, err := runBench(t, cfg)
+		switch {
+		case !fault && err != nil:
+			t.Fatal(err)
+		case !fault && (rep.Acked < 300 || rep.DeliveredUnique != rep.Acked || rep.Lost != 0):
+			t.Errorf("clean: acked %d unique %d lost %d", rep.Acked, rep.DeliveredUnique, rep.Lost)
+		case fault && !errors.Is(err, ErrCheckFailed):
+			t.Errorf("drop every 10th: err = %v, want ErrCheckFailed", err)
+		case fault && (rep.Lost == 0 || rep.LostInHistory != rep.Lost):
+			t.Errorf("drop every 10th: lost %d, in history %d", rep.Lost, rep.LostInHistory)
+		}
+	}
+}
+
 func TestPairsFaults(t *testing.T) {
 	tests := []struct {
 		name  string

@@ -64,6 +64,10 @@ type Config struct {
 	// between registering and measuring (a fresh process for RSS figures).
 	UsersFile string
 	SetupOnly bool
+
+	// goroutineReaders: traffic connections are read by a goroutine each
+	// (the path of systems without epoll), for tests.
+	goroutineReaders bool
 }
 
 // DefaultConfig returns the defaults of the flags.

@@ -60,14 +60,11 @@ func fastScanFrame(b []byte, fi *frameInfo) bool {
 		if i >= len(b) || b[i] != '"' {
 			return false
 		}
-		ke := strEnd(b, i+1)
+		ke := keyEnd(b, i+1)
 		if ke < 0 {
 			return false
 		}
 		key := b[i+1 : ke]
-		if bytes.IndexByte(key, '\\') >= 0 {
-			return false
-		}
 		i = skipWS(b, ke+1)
 		if i >= len(b) || b[i] != ':' {
 			return false
@@ -166,6 +163,21 @@ func fastScanFrame(b []byte, fi *frameInfo) bool {
 		i = skipWS(b, i+1)
 	}
 	return seen&seenMsgID != 0 && fi.msgid > 0
+}
+
+// keyEnd returns the index of the quote that ends the key starting at
+// b[i], or -1 (also for a key with escapes). Keys are short: a plain loop
+// beats IndexByte's call.
+func keyEnd(b []byte, i int) int {
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			return i
+		case '\\':
+			return -1
+		}
+	}
+	return -1
 }
 
 // strEnd returns the index of the quote that ends the string whose

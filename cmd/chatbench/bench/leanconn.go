@@ -2,7 +2,6 @@ package bench
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -36,14 +35,28 @@ const leanBufSize = 64 << 10
 // every other frame is handed, bytes unchanged, to the client library's
 // reader through Read.
 type leanConn struct {
-	nc net.Conn
+	nc net.Conn // goroutine mode; nil when a poller reads the connection
 	r  *run
 	rx *receiver // the connection's chat pushes; nil: forwarded like any push
+	// shard is the histogram shard of the latencies recorded by its
+	// reader: the poller's (one reader, one shard: no contention, warm
+	// cache), in goroutine mode rx's index.
+	shard int
 
 	snd atomic.Pointer[sender] // set when it sends: responses to leanBase reqids
 
 	wmu  sync.Mutex // one writer at a time, so frames never interleave
-	wset time.Time  // when chatbench last set the write deadline (under wmu)
+	wset time.Time  // goroutine mode: when chatbench last set the write deadline (under wmu)
+	cwdl time.Time  // poll mode: the client library's write deadline (under wmu)
+
+	// Poll mode (pollSet): the socket's own descriptor, read by poll.
+	fd           int // -1 in goroutine mode
+	poll         *poller
+	laddr, raddr net.Addr
+	fdmu         sync.RWMutex // read-held around each write(2), so fd is not closed (and reused) meanwhile
+	fdClosed     bool         // under fdmu
+	carry        []byte       // the start of a frame a read cut off (poller only)
+	need         int          // its whole size with header (poller only)
 
 	mu     sync.Mutex
 	cond   *sync.Cond // signalled when fwd grows or err is set
@@ -57,13 +70,21 @@ type leanConn struct {
 
 var _ net.Conn = (*leanConn)(nil)
 
-// newLeanConn takes over nc and starts its reader.
+// newLeanConn takes over nc: one of the run's pollers reads it (poll
+// mode), or else a reader goroutine of its own.
 func newLeanConn(r *run, nc net.Conn, rx *receiver) *leanConn {
+	lc := &leanConn{r: r, rx: rx, fd: -1, done: make(chan struct{})}
+	if rx != nil {
+		lc.shard = rx.idx
+	}
+	lc.cond = sync.NewCond(&lc.mu)
+	if r.polls.add(lc, nc) {
+		return lc
+	}
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	lc := &leanConn{nc: nc, r: r, rx: rx, done: make(chan struct{})}
-	lc.cond = sync.NewCond(&lc.mu)
+	lc.nc = nc
 	go lc.readLoop()
 	return lc
 }
@@ -94,14 +115,26 @@ func (lc *leanConn) Read(p []byte) (int, error) {
 func (lc *leanConn) Write(p []byte) (int, error) {
 	lc.wmu.Lock()
 	defer lc.wmu.Unlock()
+	if lc.nc == nil {
+		if err := lc.rawWrite(p, lc.cwdl); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
 	return lc.nc.Write(p)
 }
 
-// writeFrames writes chatbench's sends (complete frames); the write
-// deadline (--timeout) is renewed at most once a second.
+// writeFrames writes chatbench's sends (complete frames) within --timeout
+// (in goroutine mode the write deadline is renewed at most once a second).
 func (lc *leanConn) writeFrames(b []byte) error {
 	lc.wmu.Lock()
 	defer lc.wmu.Unlock()
+	if lc.nc == nil {
+		if err := lc.rawWrite(b, time.Now().Add(lc.r.cfg.Timeout)); err != nil {
+			return fmt.Errorf("write: %w", err)
+		}
+		return nil
+	}
 	if now := time.Now(); now.Sub(lc.wset) > time.Second {
 		lc.wset = now
 		_ = lc.nc.SetWriteDeadline(now.Add(lc.r.cfg.Timeout))
@@ -119,16 +152,35 @@ func (lc *leanConn) Close() error {
 	lc.closed = true
 	lc.cond.Broadcast()
 	lc.mu.Unlock()
-	err := lc.nc.Close()
+	lc.abort()
 	<-lc.done
-	return err
+	return nil
+}
+
+// abort ends the connection (the reader then stops).
+func (lc *leanConn) abort() {
+	if lc.nc == nil {
+		lc.shutdown()
+		return
+	}
+	_ = lc.nc.Close()
 }
 
 // LocalAddr implements net.Conn.
-func (lc *leanConn) LocalAddr() net.Addr { return lc.nc.LocalAddr() }
+func (lc *leanConn) LocalAddr() net.Addr {
+	if lc.nc == nil {
+		return lc.laddr
+	}
+	return lc.nc.LocalAddr()
+}
 
 // RemoteAddr implements net.Conn.
-func (lc *leanConn) RemoteAddr() net.Addr { return lc.nc.RemoteAddr() }
+func (lc *leanConn) RemoteAddr() net.Addr {
+	if lc.nc == nil {
+		return lc.raddr
+	}
+	return lc.nc.RemoteAddr()
+}
 
 // SetDeadline sets the write deadline only: reading is the reader
 // goroutine's, which runs until the connection ends.
@@ -138,10 +190,17 @@ func (lc *leanConn) SetDeadline(t time.Time) error { return lc.SetWriteDeadline(
 func (lc *leanConn) SetReadDeadline(time.Time) error { return nil }
 
 // SetWriteDeadline implements net.Conn.
-func (lc *leanConn) SetWriteDeadline(t time.Time) error { return lc.nc.SetWriteDeadline(t) }
+func (lc *leanConn) SetWriteDeadline(t time.Time) error {
+	if lc.nc == nil {
+		lc.wmu.Lock()
+		lc.cwdl = t
+		lc.wmu.Unlock()
+		return nil
+	}
+	return lc.nc.SetWriteDeadline(t)
+}
 
-// readLoop reads frames until the connection ends. Frame bodies alias its
-// buffer: handlers take what they need before returning.
+// readLoop (goroutine mode) reads frames until the connection ends.
 func (lc *leanConn) readLoop() {
 	var err error
 	defer func() { lc.stop(err) }()
@@ -152,22 +211,12 @@ func (lc *leanConn) readLoop() {
 		var n int
 		n, err = lc.nc.Read(buf[w:])
 		w += n
-		now := lc.r.now()
-		need := 0 // the size of a frame not complete yet
-		for w-r >= 4 {
-			size := int(binary.BigEndian.Uint32(buf[r:]))
-			if size == 0 || size > leanMaxFrame {
-				err = fmt.Errorf("frame header announces %d bytes (max %d)", size, leanMaxFrame)
-				return
-			}
-			if w-r-4 < size {
-				need = 4 + size
-				break
-			}
-			lc.frame(buf[r:r+4+size], now, &d)
-			r += 4 + size
-		}
+		used, need, ferr := lc.consume(buf[r:w], lc.r.now(), &d)
 		d.flush(lc.r)
+		r += used
+		if ferr != nil {
+			err = ferr
+		}
 		if err != nil {
 			return
 		}
@@ -185,19 +234,40 @@ func (lc *leanConn) readLoop() {
 	}
 }
 
+// consume handles the complete frames at the start of b (received at now)
+// and returns how many bytes they took and, when b ends inside a frame,
+// that frame's whole size. Frame bodies alias b: handlers take what they
+// need before returning.
+func (lc *leanConn) consume(b []byte, now time.Duration, d *delivery) (used, need int, err error) {
+	for len(b)-used >= 4 {
+		size := int(binary.BigEndian.Uint32(b[used:]))
+		if size == 0 || size > leanMaxFrame {
+			return used, 0, fmt.Errorf("frame header announces %d bytes (max %d)", size, leanMaxFrame)
+		}
+		if len(b)-used-4 < size {
+			return used, 4 + size, nil
+		}
+		lc.frame(b[used:used+4+size], now, d)
+		used += 4 + size
+	}
+	return used, 0, nil
+}
+
 // stop records why the reader ended, wakes the client library's reader
 // and fails the sends still waiting for an answer.
 func (lc *leanConn) stop(err error) {
 	lc.mu.Lock()
 	if lc.err == nil {
-		if errors.Is(err, net.ErrClosed) && lc.closed {
+		if lc.closed {
 			err = net.ErrClosed
 		}
 		lc.err = err
 	}
 	lc.cond.Broadcast()
 	lc.mu.Unlock()
-	_ = lc.nc.Close()
+	if lc.nc != nil {
+		_ = lc.nc.Close()
+	}
 	if s := lc.snd.Load(); s != nil {
 		s.failAll(lc.r, "closed")
 	}
@@ -212,13 +282,13 @@ func (lc *leanConn) frame(raw []byte, now time.Duration, d *delivery) {
 		case fi.msgid == protocol.PushChat || fi.msgid == protocol.PushGroupChat:
 			if lc.rx != nil {
 				seq, stamp, ok := chatFields(&fi)
-				lc.rx.onChat(seq, stamp, ok, now, d)
+				lc.rx.onChat(seq, stamp, ok, now, lc.shard, d)
 				return
 			}
 		case fi.hasReqID && fi.reqid >= leanBase &&
 			(fi.msgid > protocol.Response && fi.msgid < 200 || fi.msgid == protocol.PushError):
 			if s := lc.snd.Load(); s != nil {
-				s.onAck(lc.r, &fi, now)
+				s.onAck(lc.r, &fi, now, lc.shard)
 				return
 			}
 		}

@@ -89,13 +89,14 @@ func (rx *receiver) onPush(p client.Push) {
 	}
 	var d delivery
 	seq, stamp, ok := parseChatPush(p.Raw)
-	rx.onChat(seq, stamp, ok, rx.r.now(), &d)
+	rx.onChat(seq, stamp, ok, rx.r.now(), rx.idx, &d)
 	d.flush(rx.r)
 }
 
 // onChat checks one chat push received at now (seq and stamp from
-// chatFields) and adds it to d.
-func (rx *receiver) onChat(seq int64, stamp time.Duration, ok bool, now time.Duration, d *delivery) {
+// chatFields), adds it to d and records its latency in histogram shard
+// shard.
+func (rx *receiver) onChat(seq int64, stamp time.Duration, ok bool, now time.Duration, shard int, d *delivery) {
 	if !ok {
 		d.bad++
 		return
@@ -117,5 +118,5 @@ func (rx *receiver) onChat(seq int64, stamp time.Duration, ok bool, now time.Dur
 		d.outOfOrder++
 	}
 	d.unique++
-	rx.r.delHist.record(rx.idx, now-stamp)
+	rx.r.delHist.record(shard, now-stamp)
 }

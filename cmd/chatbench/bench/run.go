@@ -90,6 +90,7 @@ type run struct {
 	prefix string
 
 	st      stats
+	polls   *pollSet // reads the traffic connections (nil: a goroutine each)
 	ackHist *shardedHist
 	delHist *shardedHist
 	lagHist *shardedHist // pacer lag: actual send − scheduled send
@@ -167,7 +168,11 @@ func Run(ctx context.Context, cfg Config, stdout, stderr io.Writer) error {
 	var err error
 	switch cfg.Scenario {
 	case ScenarioPairs, ScenarioGroup:
+		if !cfg.goroutineReaders {
+			r.polls = newPollSet(r)
+		}
 		err = r.traffic(ctx, rep)
+		r.polls.close()
 	case ScenarioConns:
 		err = r.conns(ctx, rep)
 	case ScenarioStorm:

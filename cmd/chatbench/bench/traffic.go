@@ -77,7 +77,7 @@ func (s *sender) arm(r *run, k int, reqid uint64, stamp, now time.Duration) bool
 // onAck handles the response to one of s's sends (on the reader
 // goroutine). An answer to a send that already timed out is dropped, as
 // the client library drops an abandoned request's answer.
-func (s *sender) onAck(r *run, fi *frameInfo, now time.Duration) {
+func (s *sender) onAck(r *run, fi *frameInfo, now time.Duration, shard int) {
 	k := int((fi.reqid - leanBase) % uint64(len(s.slots)))
 	errno := fi.errno
 	if fi.msgid == protocol.PushError && errno == 0 {
@@ -104,7 +104,7 @@ func (s *sender) onAck(r *run, fi *frameInfo, now time.Duration) {
 		r.st.acked.Add(1)
 		r.st.expected.Add(int64(len(s.recipients)))
 		storeMax(&r.st.lastAck, int64(now))
-		r.ackHist.record(s.idx, now-stamp)
+		r.ackHist.record(shard, now-stamp)
 		if dup {
 			r.st.dupAcks.Add(1)
 		}
@@ -431,7 +431,7 @@ func (r *run) sendLoop(ctx context.Context, s *sender, body string, start, end t
 		}
 		if err := s.u.lc.writeFrames(batch); err != nil {
 			// The reader then ends too and fails the outstanding sends.
-			s.u.lc.nc.Close()
+			s.u.lc.abort()
 		}
 		batch = batch[:0]
 	}

@@ -1,0 +1,24 @@
+//go:build !linux
+
+package bench
+
+import (
+	"net"
+	"time"
+)
+
+// pollSet is epoll's (Linux only); elsewhere every traffic connection has
+// its own reader goroutine.
+type pollSet struct{}
+
+type poller struct{}
+
+func newPollSet(*run) *pollSet { return nil }
+
+func (ps *pollSet) close() {}
+
+func (ps *pollSet) add(*leanConn, net.Conn) bool { return false }
+
+func (lc *leanConn) rawWrite([]byte, time.Time) error { return net.ErrClosed }
+
+func (lc *leanConn) shutdown() {}

@@ -92,7 +92,6 @@ func (s *Service) onMessage(c *netcore.Conn, frame []byte) {
 	if sess == nil {
 		return
 	}
-	s.metrics.framesIn.Inc()
 	req, ferr := parseFrame(frame)
 	var task func()
 	if ferr != nil {

@@ -53,10 +53,21 @@ func (s *Service) handleOneChat(c *call) *apiError {
 	}
 	ctx, cancel := s.storeCtx()
 	defer cancel()
-	if aerr := s.requireFriend(ctx, me, toid); aerr != nil {
-		return aerr
+	// My name and, on a sole server, the friend check from the registry
+	// in one look-up.
+	name, known, friend := s.reg.nameAndFriend(me, toid)
+	if !friend || !s.cfg.SoleServer {
+		if aerr := s.requireFriend(ctx, me, toid); aerr != nil {
+			return aerr
+		}
 	}
-	return s.sendMessage(ctx, c, model.Direct(me, toid), me, msg, cid)
+	if !known {
+		var aerr *apiError
+		if name, aerr = s.myName(ctx, me); aerr != nil {
+			return aerr
+		}
+	}
+	return s.sendMessage(ctx, c, model.Direct(me, toid), me, name, msg, cid)
 }
 
 func (s *Service) handleGroupChat(c *call) *apiError {
@@ -74,7 +85,11 @@ func (s *Service) handleGroupChat(c *call) *apiError {
 	// know whom to push to.
 	ctx, cancel := s.storeCtx()
 	defer cancel()
-	return s.sendMessage(ctx, c, model.GroupConv(gid), me, msg, cid)
+	name, aerr := s.myName(ctx, me)
+	if aerr != nil {
+		return aerr
+	}
+	return s.sendMessage(ctx, c, model.GroupConv(gid), me, name, msg, cid)
 }
 
 // requireFriend answers 404 when other does not exist and 403 when it is
@@ -103,20 +118,16 @@ func (s *Service) requireFriend(ctx context.Context, me, other int64) *apiError 
 	return errf(protocol.ErrForbidden, "user %d is not your friend", other)
 }
 
-// sendMessage stores a message (durably, before the response), answers
-// seq and time, then pushes it to every recipient session and the
-// sender's other sessions.
+// sendMessage stores a message of me (whose name is name) durably, before
+// the response, answers seq and time, then pushes it to every recipient
+// session and the sender's other sessions.
 //
 // The recipients are the peer and me for a direct conversation, the
 // members of a group who joined before the message (read after it is
 // stored).
 //
 // ctx bounds the store calls (the caller's storeCtx).
-func (s *Service) sendMessage(ctx context.Context, c *call, conv model.Conv, me int64, body, cid string) *apiError {
-	name, aerr := s.myName(ctx, me)
-	if aerr != nil {
-		return aerr
-	}
+func (s *Service) sendMessage(ctx context.Context, c *call, conv model.Conv, me int64, name, body, cid string) *apiError {
 	// Pushes of one conversation leave this server in seq order: the
 	// conversation's lock is held from storing to publishing, so a later
 	// seq cannot overtake an earlier one (PROTOCOL.md §6).

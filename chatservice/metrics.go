@@ -14,7 +14,6 @@ import (
 // (no global state): serve them with promhttp.HandlerFor(m.Registry, ...).
 type Metrics struct {
 	Registry     *prometheus.Registry
-	framesIn     prometheus.Counter
 	messages     prometheus.Counter
 	pushes       prometheus.Counter
 	storeErrors  prometheus.Counter
@@ -32,7 +31,6 @@ type Metrics struct {
 func newMetrics() *Metrics {
 	m := &Metrics{
 		Registry:     prometheus.NewRegistry(),
-		framesIn:     prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_frames_in_total", Help: "Frames received."}),
 		messages:     prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_messages_stored_total", Help: "Chat messages stored (retries not counted)."}),
 		pushes:       prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_pushes_total", Help: "Pushes written to local sessions."}),
 		storeErrors:  prometheus.NewCounter(prometheus.CounterOpts{Name: "chat_store_errors_total", Help: "Store calls that failed (answered 503)."}),
@@ -42,7 +40,7 @@ func newMetrics() *Metrics {
 		requests:     prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "chat_request_seconds", Help: "Request handling time by request.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}, []string{"request"}),
 		storeLatency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "chat_store_message_seconds", Help: "Time to store one message durably.", Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16)}),
 	}
-	m.Registry.MustRegister(m.framesIn, m.messages, m.pushes, m.storeErrors, m.busErrors, m.errors, m.closes, m.requests, m.storeLatency,
+	m.Registry.MustRegister(m.messages, m.pushes, m.storeErrors, m.busErrors, m.errors, m.closes, m.requests, m.storeLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -56,6 +54,9 @@ func (m *Metrics) bind(s *Service) {
 			func() float64 { _, n := s.reg.count(); return float64(n) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "chat_users_online_here", Help: "Users with a session on this server."},
 			func() float64 { n, _ := s.reg.count(); return float64(n) }),
+		// Read from netcore's per-loop counters: no shared counter to bump per frame.
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chat_frames_in_total", Help: "Frames received."},
+			func() float64 { return float64(s.server.Stats().FramesIn) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chat_bytes_in_total", Help: "Bytes received."},
 			func() float64 { return float64(s.server.Stats().BytesIn) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chat_bytes_out_total", Help: "Bytes sent."},

@@ -36,8 +36,8 @@ type request struct {
 }
 
 // maxIndexed is the number of top-level fields parseFrame indexes: every
-// request of the protocol has fewer.
-const maxIndexed = 8
+// request of the protocol but ACK has at most 6 (ACK: 3).
+const maxIndexed = 6
 
 // field is one indexed top-level field: its (unescaped) key and raw value.
 type field struct {

@@ -198,6 +198,20 @@ func (r *registry) sessionsOf(userID int64) []*session {
 	return append([]*session(nil), u.sessions...)
 }
 
+// nameAndFriend returns the cached name of local user me (known false when
+// me has no session here) and whether other is a cached friend of me, under
+// one read lock.
+func (r *registry) nameAndFriend(me, other int64) (name string, known, friend bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	u := r.users[me]
+	if u == nil {
+		return "", false, false
+	}
+	_, friend = u.friends[other]
+	return u.name, true, friend
+}
+
 // isFriend reports whether other is a cached friend of local user me.
 func (r *registry) isFriend(me, other int64) bool {
 	r.mu.RLock()

@@ -45,6 +45,34 @@ func TestPushGateHoldsLivePushesBehindOfflineOnes(t *testing.T) {
 	}
 }
 
+// A live push that comes after the offline push sent its message (it was
+// pushed after its sender's response, late) is left out: no seq goes
+// backwards. A newer one ends the filter of its conversation.
+func TestPushGateLeavesOutLatePushes(t *testing.T) {
+	rec := &recorder{ctx: context.Background()}
+	var g pushGate
+	live := func(seq int64) []byte {
+		m := testMessage(false)
+		m.Seq = seq
+		return messageFrame(m, true)
+	}
+	g.close()
+	g.open(rec, map[model.Conv]int64{model.Direct(1, 2): 4})
+	g.deliver(rec, live(3))
+	g.deliver(rec, live(4))
+	if len(rec.frames) != 0 {
+		t.Fatalf("%d late pushes of messages sent offline went out", len(rec.frames))
+	}
+	g.deliver(rec, live(5))
+	g.deliver(rec, live(4)) // a retry's push (same cid) after the filter ended goes out as before
+	if len(rec.frames) != 2 || gjson.GetBytes(rec.frames[0], "seq").Int() != 5 {
+		t.Fatalf("frames after the offline push: %q", rec.frames)
+	}
+	if g.x != nil {
+		t.Fatal("the gate still filters after its conversations moved on")
+	}
+}
+
 func TestSharedDeadlineBounds(t *testing.T) {
 	parent, cancel := context.WithCancel(context.Background())
 	const timeout = 320 * time.Millisecond

@@ -7,16 +7,22 @@ import (
 	"runtime"
 	"runtime/debug"
 	"sync"
+	"time"
 )
 
 // ExecutorOptions configures an Executor.
 type ExecutorOptions struct {
-	// Workers is the size of the goroutine pool; default
-	// 4 * runtime.GOMAXPROCS(0).
+	// Workers is the most goroutines the Executor runs tasks on; default
+	// 4 * runtime.GOMAXPROCS(0). They are started when there is work for
+	// them and stop after IdleTimeout without any.
 	Workers int
 	// QueueLen is the most tasks one Queue may hold (waiting or running);
 	// default 256.
 	QueueLen int
+	// IdleTimeout is how long a worker may wait for work before it stops;
+	// default 5s. A stopped worker frees its stack, which a task may have
+	// grown (a burst of logins leaves hundreds of grown stacks behind).
+	IdleTimeout time.Duration
 	// Logger receives task panics; default slog.Default().
 	Logger *slog.Logger
 }
@@ -32,17 +38,28 @@ type ExecutorOptions struct {
 // handling for a network connection is to close it (for example
 // c.ForceClose(ReasonOverload)), because a client that outpaces its queue
 // would otherwise grow memory without limit or stall everyone else.
+//
+// Workers are started on demand and stop when idle for
+// ExecutorOptions.IdleTimeout; the most recently idle worker is woken first,
+// so a light load keeps a few workers busy and lets the rest stop.
 type Executor struct {
 	opts ExecutorOptions
 	log  *slog.Logger
 
-	mu      sync.Mutex
-	cond    *sync.Cond
-	ready   []*Queue // queues with tasks and no worker, FIFO
-	head    int
-	busy    int // queues being run
-	closed  bool
-	workers sync.WaitGroup
+	mu       sync.Mutex
+	ready    []*Queue // queues with tasks and no worker, FIFO
+	head     int
+	idle     []*worker // waiting workers; the most recently idle last
+	workers  int       // running worker goroutines
+	closed   bool
+	stopped  chan struct{} // closed when closed and workers == 0
+	trimming *time.Timer   // retires idle workers; nil while none are idle
+}
+
+// worker is one worker goroutine's wake-up channel and idle time.
+type worker struct {
+	wake      chan bool // true: run, false: stop
+	idleSince time.Time
 }
 
 // Queue is one ordered stream of tasks of an Executor.
@@ -53,7 +70,8 @@ type Queue struct {
 	running bool // in ready or being run
 }
 
-// NewExecutor starts an Executor's workers. Any goroutine.
+// NewExecutor returns an Executor; its workers start with the first tasks.
+// Any goroutine.
 func NewExecutor(opts ExecutorOptions) *Executor {
 	if opts.Workers <= 0 {
 		opts.Workers = 4 * runtime.GOMAXPROCS(0)
@@ -61,16 +79,13 @@ func NewExecutor(opts ExecutorOptions) *Executor {
 	if opts.QueueLen <= 0 {
 		opts.QueueLen = 256
 	}
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = 5 * time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	e := &Executor{opts: opts, log: opts.Logger}
-	e.cond = sync.NewCond(&e.mu)
-	e.workers.Add(opts.Workers)
-	for range opts.Workers {
-		go e.work()
-	}
-	return e
+	return &Executor{opts: opts, log: opts.Logger, stopped: make(chan struct{})}
 }
 
 // NewQueue returns a new, empty Queue. Any goroutine.
@@ -94,9 +109,26 @@ func (q *Queue) Submit(fn func()) error {
 	if !q.running {
 		q.running = true
 		e.ready = append(e.ready, q)
-		e.cond.Signal()
+		e.dispatchLocked()
 	}
 	return nil
+}
+
+// dispatchLocked finds a worker for a queue just made ready: the most
+// recently idle one, else a new one if fewer than Workers run (else the
+// queue waits for a busy worker to finish). e.mu must be held.
+func (e *Executor) dispatchLocked() {
+	if n := len(e.idle); n > 0 {
+		w := e.idle[n-1]
+		e.idle[n-1] = nil
+		e.idle = e.idle[:n-1]
+		w.wake <- true // buffered; an idle worker's channel is empty
+		return
+	}
+	if e.workers < e.opts.Workers {
+		e.workers++
+		go e.work(&worker{wake: make(chan bool, 1)})
+	}
 }
 
 // Len returns the number of tasks queued or running. Any goroutine.
@@ -106,16 +138,29 @@ func (q *Queue) Len() int {
 	return len(q.tasks) - q.head
 }
 
-func (e *Executor) work() {
-	defer e.workers.Done()
+func (e *Executor) work(w *worker) {
 	e.mu.Lock()
 	for {
-		for e.head == len(e.ready) && !e.closed {
-			e.cond.Wait()
-		}
-		if e.head == len(e.ready) { // closed and nothing left
+		if e.head == len(e.ready) {
+			if e.closed {
+				e.exitLocked()
+				e.mu.Unlock()
+				return
+			}
+			w.idleSince = time.Now()
+			e.idle = append(e.idle, w)
+			if e.trimming == nil {
+				e.trimming = time.AfterFunc(e.opts.IdleTimeout, e.trim)
+			}
 			e.mu.Unlock()
-			return
+			run := <-w.wake
+			e.mu.Lock()
+			if !run {
+				e.exitLocked() // taken off idle by trim or Close
+				e.mu.Unlock()
+				return
+			}
+			continue
 		}
 		q := e.ready[e.head]
 		e.ready[e.head] = nil
@@ -123,14 +168,12 @@ func (e *Executor) work() {
 		if e.head == len(e.ready) {
 			e.ready, e.head = e.ready[:0], 0
 		}
-		e.busy++
 		fn := q.tasks[q.head]
 		e.mu.Unlock()
 
 		e.run(fn)
 
 		e.mu.Lock()
-		e.busy--
 		q.tasks[q.head] = nil
 		q.head++
 		if q.head == len(q.tasks) {
@@ -140,13 +183,43 @@ func (e *Executor) work() {
 			}
 			q.running = false
 		} else {
-			// More work: go to the back of the line, for fairness.
+			// More work: go to the back of the line, for fairness. This
+			// worker takes the head of the line next, so the number of
+			// ready queues and of workers heading for them stays even.
 			e.ready = append(e.ready, q)
-			e.cond.Signal()
 		}
-		if e.closed && e.busy == 0 && e.head == len(e.ready) {
-			e.cond.Broadcast()
-		}
+	}
+}
+
+// exitLocked accounts for a worker that stops. e.mu must be held.
+func (e *Executor) exitLocked() {
+	e.workers--
+	if e.closed && e.workers == 0 {
+		close(e.stopped)
+	}
+}
+
+// trim stops the workers idle for IdleTimeout; it runs on a timer while
+// some worker is idle.
+func (e *Executor) trim() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.trimming = nil
+	if e.closed {
+		return
+	}
+	cutoff := time.Now().Add(-e.opts.IdleTimeout)
+	n := 0 // the longest idle are first
+	for n < len(e.idle) && !e.idle[n].idleSince.After(cutoff) {
+		e.idle[n].wake <- false
+		n++
+	}
+	rest := copy(e.idle, e.idle[n:])
+	clear(e.idle[rest:])
+	e.idle = e.idle[:rest]
+	if len(e.idle) > 0 {
+		next := e.idle[0].idleSince.Add(e.opts.IdleTimeout)
+		e.trimming = time.AfterFunc(max(time.Until(next), time.Millisecond), e.trim)
 	}
 }
 
@@ -164,16 +237,24 @@ func (e *Executor) run(fn func()) {
 // workers then finish the queued tasks in the background). Any goroutine.
 func (e *Executor) Close(ctx context.Context) error {
 	e.mu.Lock()
-	e.closed = true
-	e.cond.Broadcast()
+	if !e.closed {
+		e.closed = true
+		for _, w := range e.idle {
+			w.wake <- false
+		}
+		clear(e.idle)
+		e.idle = nil
+		if e.trimming != nil {
+			e.trimming.Stop()
+			e.trimming = nil
+		}
+		if e.workers == 0 {
+			close(e.stopped)
+		}
+	}
 	e.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		e.workers.Wait()
-		close(done)
-	}()
 	select {
-	case <-done:
+	case <-e.stopped:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("netcore: close executor: %w", ctx.Err())

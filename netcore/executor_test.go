@@ -142,3 +142,59 @@ func TestExecutorRecoversPanics(t *testing.T) {
 		t.Fatal("queue stuck after a panic")
 	}
 }
+
+// TestExecutorWorkersStartAndStop: workers start with the work (up to
+// Workers, all in parallel when queues are blocked), stop after IdleTimeout,
+// and start again for new work.
+func TestExecutorWorkersStartAndStop(t *testing.T) {
+	e := NewExecutor(ExecutorOptions{Workers: 8, IdleTimeout: 50 * time.Millisecond})
+	workers := func() int {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return e.workers
+	}
+	if n := workers(); n != 0 {
+		t.Fatalf("%d workers before any task", n)
+	}
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	started.Add(8)
+	for range 12 { // 12 blocked queues, 8 workers: 8 run at once
+		q := e.NewQueue()
+		if err := q.Submit(func() { started.Done(); <-release }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waited := make(chan struct{})
+	go func() { started.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-time.After(5 * time.Second):
+		t.Fatal("8 blocked tasks did not run in parallel")
+	}
+	if n := workers(); n != 8 {
+		t.Fatalf("%d workers, want 8", n)
+	}
+	started.Add(4) // the other 4 run after the first 8
+	close(release)
+	started.Wait()
+	waitFor(t, 5*time.Second, "idle workers stop", func() bool { return workers() == 0 })
+
+	done := make(chan struct{})
+	if err := e.NewQueue().Submit(func() { close(done) }); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no worker started for a task after the others stopped")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := workers(); n != 0 {
+		t.Fatalf("%d workers after Close", n)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -217,7 +218,9 @@ func (s *Service) handleLogin(c *call) *apiError {
 		c.sess.gate.open(c.sess.conn, nil)
 		return aerr
 	}
-	s.log.Info("login", "user", user.ID, "conn", c.sess.conn.ID(), "remote", c.sess.conn.RemoteAddr().String())
+	if s.log.Enabled(ctx, slog.LevelInfo) {
+		s.log.Info("login", "user", user.ID, "conn", c.sess.conn.ID(), "remote", c.sess.conn.RemoteAddr().String())
+	}
 	c.resp.Str("token", token).Raw("user", userJSON(user.ID, user.Name))
 	lists.write(c.resp)
 	uid := user.ID

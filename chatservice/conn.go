@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/tidwall/gjson"
@@ -48,7 +49,9 @@ func (s *Service) onConnect(c *netcore.Conn) {
 		limiter: newTokenBucket(s.limit, s.monoNow()),
 	}
 	c.SetValue(sess)
-	s.log.Debug("connection up", "conn", c.ID(), "remote", c.RemoteAddr().String())
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("connection up", "conn", c.ID(), "remote", c.RemoteAddr().String())
+	}
 }
 
 func (s *Service) onDisconnect(c *netcore.Conn, reason netcore.CloseReason, err error) {
@@ -56,7 +59,9 @@ func (s *Service) onDisconnect(c *netcore.Conn, reason netcore.CloseReason, err 
 	if sess == nil {
 		return
 	}
-	s.log.Debug("connection down", "conn", c.ID(), "reason", reason.String(), "err", err)
+	if s.log.Enabled(context.Background(), slog.LevelDebug) {
+		s.log.Debug("connection down", "conn", c.ID(), "reason", reason.String(), "err", err)
+	}
 	s.metrics.closes.WithLabelValues(reason.String()).Inc()
 	// After every request already queued for this connection.
 	if err := sess.queue.Submit(func() { s.endSession(sess) }); err != nil {

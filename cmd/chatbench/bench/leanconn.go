@@ -116,7 +116,7 @@ func (lc *leanConn) Write(p []byte) (int, error) {
 	lc.wmu.Lock()
 	defer lc.wmu.Unlock()
 	if lc.nc == nil {
-		if err := lc.rawWrite(p, lc.cwdl); err != nil {
+		if err := lc.rawWrite(p, lc.cwdl, 0); err != nil {
 			return 0, err
 		}
 		return len(p), nil
@@ -130,7 +130,7 @@ func (lc *leanConn) writeFrames(b []byte) error {
 	lc.wmu.Lock()
 	defer lc.wmu.Unlock()
 	if lc.nc == nil {
-		if err := lc.rawWrite(b, time.Now().Add(lc.r.cfg.Timeout)); err != nil {
+		if err := lc.rawWrite(b, time.Time{}, lc.r.cfg.Timeout); err != nil {
 			return fmt.Errorf("write: %w", err)
 		}
 		return nil

@@ -236,8 +236,9 @@ func (p *poller) drop(lc *leanConn, err error) {
 }
 
 // rawWrite writes all of b to lc's descriptor; while the socket is full it
-// retries until deadline (zero: none).
-func (lc *leanConn) rawWrite(b []byte, deadline time.Time) error {
+// retries until deadline, or (deadline zero, timeout > 0) for timeout from
+// the first failed try; with neither, without end.
+func (lc *leanConn) rawWrite(b []byte, deadline time.Time, timeout time.Duration) error {
 	wait := 50 * time.Microsecond
 	for len(b) > 0 {
 		lc.fdmu.RLock()
@@ -254,6 +255,9 @@ func (lc *leanConn) rawWrite(b []byte, deadline time.Time) error {
 		switch {
 		case errors.Is(err, syscall.EINTR):
 		case errors.Is(err, syscall.EAGAIN):
+			if deadline.IsZero() && timeout > 0 {
+				deadline = time.Now().Add(timeout)
+			}
 			if !deadline.IsZero() && time.Now().After(deadline) {
 				return os.ErrDeadlineExceeded
 			}

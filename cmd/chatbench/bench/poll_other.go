@@ -19,6 +19,6 @@ func (ps *pollSet) close() {}
 
 func (ps *pollSet) add(*leanConn, net.Conn) bool { return false }
 
-func (lc *leanConn) rawWrite([]byte, time.Time) error { return net.ErrClosed }
+func (lc *leanConn) rawWrite([]byte, time.Time, time.Duration) error { return net.ErrClosed }
 
 func (lc *leanConn) shutdown() {}

@@ -275,7 +275,6 @@ type sharedDeadline struct {
 	parent  context.Context
 	timeout time.Duration
 	slack   time.Duration
-	mu      sync.Mutex // serialises making the next context
 	cur     atomic.Pointer[deadlineCtx]
 }
 
@@ -290,20 +289,26 @@ func newSharedDeadline(parent context.Context, timeout time.Duration) *sharedDea
 }
 
 // get returns a context ending no earlier than timeout from now. Any
-// goroutine.
+// goroutine, without a lock: when the current context ends too early,
+// callers racing to replace it each make one, one of them is installed and
+// the others are cancelled at once (a mutex here was the service's most
+// waited-for lock under load, since a holder descheduled while making the
+// context held up every request).
 func (d *sharedDeadline) get() context.Context {
 	want := time.Now().Add(d.timeout)
-	if c := d.cur.Load(); c != nil && !c.deadline.Before(want) {
-		return c.ctx
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if c := d.cur.Load(); c != nil && !c.deadline.Before(want) {
+	c := d.cur.Load()
+	if c != nil && !c.deadline.Before(want) {
 		return c.ctx
 	}
 	dl := want.Add(d.slack)
 	ctx, cancel := context.WithDeadline(d.parent, dl)
-	d.cur.Store(&deadlineCtx{ctx: ctx, deadline: dl, cancel: cancel})
+	n := &deadlineCtx{ctx: ctx, deadline: dl, cancel: cancel}
+	for !d.cur.CompareAndSwap(c, n) {
+		if c = d.cur.Load(); c != nil && !c.deadline.Before(want) {
+			cancel()
+			return c.ctx
+		}
+	}
 	return ctx
 }
 

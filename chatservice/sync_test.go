@@ -2,6 +2,7 @@ package chatservice
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 	"unsafe"
@@ -103,5 +104,31 @@ func TestSharedDeadlineBounds(t *testing.T) {
 func TestSessionSize(t *testing.T) {
 	if n := unsafe.Sizeof(session{}); n > 112 {
 		t.Fatalf("session is %d bytes, want at most 112", n)
+	}
+}
+
+// Concurrent callers of one sharedDeadline (no lock) each get a context
+// ending no earlier than timeout after their call.
+func TestSharedDeadlineConcurrent(t *testing.T) {
+	const timeout = 64 * time.Millisecond // slack 2 ms: many replacements
+	d := newSharedDeadline(context.Background(), timeout)
+	errs := make(chan string, 8)
+	for range 8 {
+		go func() {
+			for range 2000 {
+				before := time.Now()
+				dl, ok := d.get().Deadline()
+				if !ok || dl.Before(before.Add(timeout)) {
+					errs <- fmt.Sprintf("deadline %v, called at %v", dl, before)
+					return
+				}
+			}
+			errs <- ""
+		}()
+	}
+	for range 8 {
+		if e := <-errs; e != "" {
+			t.Fatal(e)
+		}
 	}
 }

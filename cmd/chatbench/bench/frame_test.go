@@ -75,19 +75,24 @@ func benchFrames() (push, ack []byte) {
 }
 
 // BenchmarkScanFrame is the reader's per-frame cost: the field scan of a
-// push and of an ack.
+// push and of an ack, and for comparison the validating gjson reading
+// (slowScanFrame: what the client library's reader does with every frame).
 func BenchmarkScanFrame(b *testing.B) {
 	push, ack := benchFrames()
 	for _, f := range []struct {
 		name string
 		body []byte
-	}{{"push", push}, {"ack", ack}} {
+		scan func([]byte, *frameInfo) bool
+	}{
+		{"push", push, scanFrame}, {"push-gjson", push, slowScanFrame},
+		{"ack", ack, scanFrame}, {"ack-gjson", ack, slowScanFrame},
+	} {
 		b.Run(f.name, func(b *testing.B) {
 			b.SetBytes(int64(len(f.body)))
 			b.ReportAllocs()
 			var fi frameInfo
 			for b.Loop() {
-				if !scanFrame(f.body, &fi) {
+				if !f.scan(f.body, &fi) {
 					b.Fatal("not read")
 				}
 			}

@@ -278,6 +278,11 @@ func up(ctx context.Context, out io.Writer, cfg config) (err error) {
 	}()
 
 	fmt.Fprintln(out, "cluster: starting mariadb")
+	// testenv's server options: InnoDB writes its redo log at each commit
+	// and fsyncs it once a second (innodb_flush_log_at_trx_commit=2), so an
+	// acknowledged message survives a crash of mariadbd or of a chatserver,
+	// not a power loss, like the one-node SQLite store (WAL, synchronous=
+	// NORMAL); no binary log; a thread pool. See internal/testenv/mariadb.go.
 	db, err := testenv.StartMariaDBWith(ctx, filepath.Join(dir, "mariadb"), testenv.MariaDBOptions{Detach: true})
 	if err != nil {
 		return err

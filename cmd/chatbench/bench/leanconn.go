@@ -78,7 +78,16 @@ func newLeanConn(r *run, nc net.Conn, rx *receiver) *leanConn {
 		lc.shard = rx.idx
 	}
 	lc.cond = sync.NewCond(&lc.mu)
-	if r.polls.add(lc, nc) {
+	// The two users of a pair share a poller: a send's ack and its push
+	// arrive together and are read in one wake-up.
+	key := 0
+	if rx != nil {
+		key = rx.idx
+		if r.cfg.Scenario == ScenarioPairs {
+			key /= 2
+		}
+	}
+	if r.polls.add(lc, nc, key) {
 		return lc
 	}
 	if tc, ok := nc.(*net.TCPConn); ok {

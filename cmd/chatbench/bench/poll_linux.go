@@ -24,7 +24,6 @@ import (
 type pollSet struct {
 	r     *run
 	polls []*poller
-	next  atomic.Uint32
 	wg    sync.WaitGroup
 	stop  atomic.Bool
 }
@@ -110,9 +109,9 @@ func (ps *pollSet) close() {
 
 // add takes nc's socket over for lc: lc gets its own descriptor (a dup;
 // nc is closed, which takes the original out of Go's poller) and is
-// registered with the next poller. False (nc untouched) when nc is not a
+// registered with poller key mod the number of pollers. False (nc untouched) when nc is not a
 // TCP connection or the socket cannot be taken over.
-func (ps *pollSet) add(lc *leanConn, nc net.Conn) bool {
+func (ps *pollSet) add(lc *leanConn, nc net.Conn, key int) bool {
 	if ps == nil {
 		return false
 	}
@@ -138,7 +137,7 @@ func (ps *pollSet) add(lc *leanConn, nc net.Conn) bool {
 	lc.laddr, lc.raddr = tc.LocalAddr(), tc.RemoteAddr()
 	tc.Close()
 	lc.fd = fd
-	p := ps.polls[int(ps.next.Add(1))%len(ps.polls)]
+	p := ps.polls[key%len(ps.polls)]
 	lc.poll = p
 	lc.shard = p.id
 	p.mu.Lock()

@@ -17,7 +17,7 @@ func newPollSet(*run) *pollSet { return nil }
 
 func (ps *pollSet) close() {}
 
-func (ps *pollSet) add(*leanConn, net.Conn) bool { return false }
+func (ps *pollSet) add(*leanConn, net.Conn, int) bool { return false }
 
 func (lc *leanConn) rawWrite([]byte, time.Time, time.Duration) error { return net.ErrClosed }
 

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"clusterchat/model/sqlite"
@@ -58,5 +60,57 @@ func BenchmarkInsertRows(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// BenchmarkLoginReads: the reads of a LOGIN (friends, friend requests,
+// groups) for 5,000 users by 64 concurrent callers through the reader pool,
+// as in the storm scenario. The driver is the build's: with CGO_ENABLED=0
+// it is modernc.org/sqlite.
+func BenchmarkLoginReads(b *testing.B) {
+	ctx := context.Background()
+	s := openOpts(b, filepath.Join(b.TempDir(), "bench.db"), sqlite.Options{})
+	const users = 5000
+	ids := make([]int64, users)
+	for i := range ids {
+		u, err := s.CreateUser(ctx, fmt.Sprint("reader", i), []byte("x"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ids[i] = u.ID
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	b.ResetTimer()
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				n := next.Add(1)
+				if n > int64(b.N) {
+					return
+				}
+				id := ids[n%users]
+				if _, err := s.Friends(ctx, id); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := s.FriendRequests(ctx, id); err != nil {
+					errs <- err
+					return
+				}
+				if _, err := s.UserGroups(ctx, id); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
 	}
 }

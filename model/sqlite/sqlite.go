@@ -30,8 +30,9 @@
 // conversations and 20 µs in one group (from 49 and 26 µs before).
 //
 // Driver: github.com/mattn/go-sqlite3 runs SQLite's C code through cgo;
-// modernc.org/sqlite, the same code transpiled to Go, cost about 17% more
-// CPU per message in BenchmarkStoreMessage (256 senders). In the server
+// modernc.org/sqlite, the same code transpiled to Go, cost 25-50% more CPU
+// per message in BenchmarkStoreMessage (256 senders) and about 40% more in
+// BenchmarkLoginReads (see driver_cgo.go for the version pin). In the server
 // (chatbench pairs 500 unpaced, box load 9-12 from other jobs) the writer
 // goroutine went from 33-37 to 26-28 µs of CPU per message, and the
 // checkpointer from 5-6 µs to too little to see in the profile; the WAL's

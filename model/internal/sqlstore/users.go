@@ -25,6 +25,7 @@ const (
 	qRenameUser     = "UPDATE users SET name = ?, name_lower = ? WHERE id = ?"
 	qFindUsers      = "SELECT id, name, created FROM users WHERE name_lower LIKE ? ESCAPE '!' AND id <> ? ORDER BY id LIMIT ?"
 	qInsertToken    = "INSERT INTO tokens (hash, user_id, expires) VALUES (?, ?, ?)"
+	qHasExpiredTok  = "SELECT 1 FROM tokens WHERE user_id = ? AND expires <= ? LIMIT 1"
 	qPurgeTokens    = "DELETE FROM tokens WHERE user_id = ? AND expires <= ?"
 	qTokenUser      = "SELECT user_id FROM tokens WHERE hash = ? AND expires > ?"
 	qDeleteToken    = "DELETE FROM tokens WHERE hash = ?"
@@ -198,7 +199,18 @@ func (s *Store) CreateToken(ctx context.Context, userID int64, tokenHash []byte,
 			}
 			return err
 		}
-		if _, err := r.exec(ctx, qPurgeTokens, userID, now); err != nil {
+		// The DELETE runs only when there is something to purge: on
+		// InnoDB a DELETE locks the index range it scans, so concurrent
+		// logins of one user waited for each other's uncommitted token
+		// (~280 row-lock waits in a chatbench setup of 1,000 users); the
+		// plain SELECT is a non-locking read.
+		var one int
+		switch err := r.row(ctx, qHasExpiredTok, userID, now).Scan(&one); {
+		case err == nil:
+			if _, err := r.exec(ctx, qPurgeTokens, userID, now); err != nil {
+				return err
+			}
+		case !errors.Is(err, sql.ErrNoRows):
 			return err
 		}
 		if _, err := r.exec(ctx, qInsertToken, tokenHash, userID, expires.UnixMilli()); err != nil {

@@ -180,6 +180,11 @@ func (s *Service) handleLogin(c *call) *apiError {
 			s.log.Info("failed login", "user", user.ID, "remote", c.sess.conn.RemoteAddr().String())
 			return errBadCreds
 		}
+		// The hash may have waited long for a slot of the bcrypt pool (a
+		// burst of logins): the store calls that follow get their own
+		// deadline, not what is left of the one taken before it.
+		ctx, cancel = s.storeCtx()
+		defer cancel()
 	}
 	if c.sess.loggedIn() {
 		return errf(protocol.ErrConflict, "this connection is already logged in")

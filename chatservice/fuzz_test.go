@@ -37,12 +37,19 @@ func (r *recorder) Send(f []byte) error {
 
 func newTestService(t testing.TB) *Service {
 	t.Helper()
+	return newTestServiceWith(t, Config{Listen: "127.0.0.1:0", BcryptCost: 4, SoleServer: true})
+}
+
+// newTestServiceWith is newTestService with its own Config (on a fresh
+// SQLite store and the memory bus).
+func newTestServiceWith(t testing.TB, cfg Config) *Service {
+	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "chat.db"), sqlite.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	svc, err := New(Config{Listen: "127.0.0.1:0", BcryptCost: 4, SoleServer: true}, st, func(o bus.Options) (bus.Bus, error) { return memory.New(o), nil })
+	svc, err := New(cfg, st, func(o bus.Options) (bus.Bus, error) { return memory.New(o), nil })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -111,3 +111,31 @@ func TestServiceOneNodeChat(t *testing.T) {
 		}
 	}
 }
+
+// A password LOGIN whose bcrypt check outlasts the store timeout (a burst
+// of logins queues for the hasher) still succeeds: the store calls after
+// the check get a deadline of their own.
+func TestLoginSlowHashKeepsStoreDeadline(t *testing.T) {
+	const storeTimeout = 50 * time.Millisecond
+	svc := newTestServiceWith(t, Config{Listen: "127.0.0.1:0", BcryptCost: 11, SoleServer: true, StoreTimeout: storeTimeout})
+	if err := svc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = svc.server.Shutdown(ctx)
+	})
+	w := dialWire(t, svc.Addr())
+	id := w.do(map[string]any{"msgid": 2, "name": "ann", "password": "password1"}).Get("user.id").Int()
+	start := time.Now()
+	w.send(map[string]any{"msgid": 1, "id": id, "password": "password1"})
+	r := w.read()
+	took := time.Since(start)
+	if took <= storeTimeout+storeTimeout/16 {
+		t.Fatalf("the bcrypt check took %v, not longer than the store timeout %v: the test proves nothing; raise BcryptCost", took, storeTimeout)
+	}
+	if r.Get("msgid").Int() != 101 || r.Get("errno").Int() != 0 || r.Get("token").String() == "" {
+		t.Fatalf("LOGIN after a %v bcrypt check answered %s", took, r.Raw)
+	}
+}

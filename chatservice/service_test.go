@@ -72,8 +72,9 @@ func (w *wire) do(v map[string]any) gjson.Result {
 	}
 }
 
-func TestServiceOneNodeChat(t *testing.T) {
-	svc := newTestService(t)
+// startTestService starts svc listening and shuts it down when the test ends.
+func startTestService(t *testing.T, svc *Service) *Service {
+	t.Helper()
 	if err := svc.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +83,11 @@ func TestServiceOneNodeChat(t *testing.T) {
 		defer cancel()
 		_ = svc.server.Shutdown(ctx)
 	})
+	return svc
+}
+
+func TestServiceOneNodeChat(t *testing.T) {
+	svc := startTestService(t, newTestService(t))
 	a, b := dialWire(t, svc.Addr()), dialWire(t, svc.Addr())
 	ida := a.do(map[string]any{"msgid": 2, "name": "ann", "password": "password1"}).Get("user.id").Int()
 	idb := b.do(map[string]any{"msgid": 2, "name": "bob", "password": "password2"}).Get("user.id").Int()
@@ -117,15 +123,7 @@ func TestServiceOneNodeChat(t *testing.T) {
 // the check get a deadline of their own.
 func TestLoginSlowHashKeepsStoreDeadline(t *testing.T) {
 	const storeTimeout = 50 * time.Millisecond
-	svc := newTestServiceWith(t, Config{Listen: "127.0.0.1:0", BcryptCost: 11, SoleServer: true, StoreTimeout: storeTimeout})
-	if err := svc.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = svc.server.Shutdown(ctx)
-	})
+	svc := startTestService(t, newTestServiceWith(t, Config{Listen: "127.0.0.1:0", BcryptCost: 11, SoleServer: true, StoreTimeout: storeTimeout}))
 	w := dialWire(t, svc.Addr())
 	id := w.do(map[string]any{"msgid": 2, "name": "ann", "password": "password1"}).Get("user.id").Int()
 	start := time.Now()

@@ -79,6 +79,11 @@ type Options struct {
 	// checkpoints (the writer checkpoints at SQLite's default 1000 pages,
 	// inside a commit).
 	CheckpointInterval time.Duration
+	// WALSizeLimit is the size, in bytes, the WAL file is cut back to when
+	// SQLite starts it over after a complete checkpoint (journal_size_limit);
+	// without it the file keeps the size of the busiest moment for good.
+	// Default 64 MiB; negative: no limit.
+	WALSizeLimit int64
 }
 
 // Store is a model.Store on an SQLite file. Its methods are safe for
@@ -144,6 +149,13 @@ func open(ctx context.Context, path string, opts Options, drv sqlDriver) (*Store
 		// the hot leaves of many conversations without re-reading them.
 		"PRAGMA cache_size = -65536",
 	)
+	walLimit := opts.WALSizeLimit
+	if walLimit == 0 {
+		walLimit = 64 << 20
+	}
+	if walLimit > 0 {
+		wp = append(wp, fmt.Sprintf("PRAGMA journal_size_limit = %d", walLimit))
+	}
 	wp = append(wp, drv.post...)
 	cq := url.Values{}
 	for k, v := range q {

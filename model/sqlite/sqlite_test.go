@@ -277,3 +277,51 @@ func TestCheckpointer(t *testing.T) {
 		t.Fatalf("after reopen: last seq %d, %v", n, err)
 	}
 }
+
+// After a burst the WAL file is cut back to WALSizeLimit once SQLite starts
+// it over, instead of keeping the burst's size.
+func TestWALSizeLimit(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "chat.db")
+	const limit = 64 << 10
+	s := openOpts(t, path, sqlite.Options{CheckpointInterval: 10 * time.Millisecond, WALSizeLimit: limit})
+	a, err := s.CreateUser(ctx, "a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.CreateUser(ctx, "b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	walSize := func() int64 {
+		t.Helper()
+		fi, err := os.Stat(path + "-wal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Size()
+	}
+	send := func(i int) {
+		t.Helper()
+		if _, _, err := s.StoreMessage(ctx, model.NewMessage{Conv: model.Direct(a.ID, b.ID), From: a.ID, FromName: "a",
+			Body: strings.Repeat("x", 2000), CID: fmt.Sprint("m", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 300; i++ { // a commit each: ~2,000 pages, past the limit and short of the writer's own checkpoint
+		send(i)
+	}
+	if n := walSize(); n <= limit {
+		t.Fatalf("WAL is %d bytes after the burst: the test needs it past the %d-byte limit", n, limit)
+	}
+	// The checkpointer copies the WAL back; the next write starts it over
+	// and cuts the file.
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 300; walSize() > limit; i++ {
+		if time.Now().After(deadline) {
+			t.Fatalf("WAL still %d bytes (limit %d) after the checkpoints", walSize(), limit)
+		}
+		time.Sleep(20 * time.Millisecond)
+		send(i)
+	}
+}

@@ -18,8 +18,8 @@ func TestPollerForwardsBigFrames(t *testing.T) {
 	r := &run{cfg: DefaultConfig(), epoch: time.Now(), ackHist: newShardedHist(), delHist: newShardedHist()}
 	r.cfg.Timeout = 5 * time.Second
 	ps := newPollSet(r)
-	if ps == nil {
-		t.Skip("no epoll")
+	if ps == nil { // only when epoll_create1 fails, which on Linux is a fault
+		t.Fatal("newPollSet: no epoll poller on Linux")
 	}
 	defer ps.close()
 	r.polls = ps

@@ -15,17 +15,12 @@ import (
 func TestPushGateHoldsLivePushesBehindOfflineOnes(t *testing.T) {
 	rec := &recorder{ctx: context.Background()}
 	var g pushGate
-	live := func(seq int64) []byte {
-		m := testMessage(false)
-		m.Seq = seq
-		return messageFrame(m, true)
-	}
-	if !g.deliver(rec, live(1)) || len(rec.frames) != 1 {
+	if !g.deliver(rec, livePush(1)) || len(rec.frames) != 1 {
 		t.Fatal("an open gate must send at once")
 	}
 	g.close()
-	g.deliver(rec, live(4)) // already among the offline messages
-	g.deliver(rec, live(5))
+	g.deliver(rec, livePush(4)) // already among the offline messages
+	g.deliver(rec, livePush(5))
 	g.deliver(rec, []byte(`{"msgid":205,"id":9,"online":true}`))
 	if len(rec.frames) != 1 {
 		t.Fatalf("a closed gate sent %d frames", len(rec.frames)-1)
@@ -40,7 +35,7 @@ func TestPushGateHoldsLivePushesBehindOfflineOnes(t *testing.T) {
 	if len(got) != 2 || got[0] != 5 || got[1] != 0 {
 		t.Fatalf("after opening: seqs %v, want [5 0] (seq 4 was sent offline; then the presence push)", got)
 	}
-	g.deliver(rec, live(6))
+	g.deliver(rec, livePush(6))
 	if len(rec.frames) != 4 {
 		t.Fatal("a reopened gate must send at once")
 	}
@@ -52,20 +47,15 @@ func TestPushGateHoldsLivePushesBehindOfflineOnes(t *testing.T) {
 func TestPushGateLeavesOutLatePushes(t *testing.T) {
 	rec := &recorder{ctx: context.Background()}
 	var g pushGate
-	live := func(seq int64) []byte {
-		m := testMessage(false)
-		m.Seq = seq
-		return messageFrame(m, true)
-	}
 	g.close()
 	g.open(rec, map[model.Conv]int64{model.Direct(1, 2): 4})
-	g.deliver(rec, live(3))
-	g.deliver(rec, live(4))
+	g.deliver(rec, livePush(3))
+	g.deliver(rec, livePush(4))
 	if len(rec.frames) != 0 {
 		t.Fatalf("%d late pushes of messages sent offline went out", len(rec.frames))
 	}
-	g.deliver(rec, live(5))
-	g.deliver(rec, live(4)) // a retry's push (same cid) after the filter ended goes out as before
+	g.deliver(rec, livePush(5))
+	g.deliver(rec, livePush(4)) // a retry's push (same cid) after the filter ended goes out as before
 	if len(rec.frames) != 2 || gjson.GetBytes(rec.frames[0], "seq").Int() != 5 {
 		t.Fatalf("frames after the offline push: %q", rec.frames)
 	}
@@ -131,4 +121,11 @@ func TestSharedDeadlineConcurrent(t *testing.T) {
 			t.Fatal(e)
 		}
 	}
+}
+
+// livePush is the CHAT push of testMessage with seq.
+func livePush(seq int64) []byte {
+	m := testMessage(false)
+	m.Seq = seq
+	return messageFrame(m, true)
 }

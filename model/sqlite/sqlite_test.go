@@ -234,22 +234,8 @@ func TestCheckpointer(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "chat.db")
 	s := openOpts(t, path, sqlite.Options{CheckpointInterval: 10 * time.Millisecond})
-	a, err := s.CreateUser(ctx, "a", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := s.CreateUser(ctx, "b", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	size := func() int64 {
-		t.Helper()
-		fi, err := os.Stat(path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fi.Size()
-	}
+	a, b := createPair(t, s)
+	size := func() int64 { return fileSize(t, path) }
 	// Let the checkpointer catch up with the schema, then grow the data.
 	time.Sleep(50 * time.Millisecond)
 	before := size()
@@ -285,22 +271,8 @@ func TestWALSizeLimit(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "chat.db")
 	const limit = 64 << 10
 	s := openOpts(t, path, sqlite.Options{CheckpointInterval: 10 * time.Millisecond, WALSizeLimit: limit})
-	a, err := s.CreateUser(ctx, "a", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := s.CreateUser(ctx, "b", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	walSize := func() int64 {
-		t.Helper()
-		fi, err := os.Stat(path + "-wal")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return fi.Size()
-	}
+	a, b := createPair(t, s)
+	walSize := func() int64 { return fileSize(t, path+"-wal") }
 	send := func(i int) {
 		t.Helper()
 		if _, _, err := s.StoreMessage(ctx, model.NewMessage{Conv: model.Direct(a.ID, b.ID), From: a.ID, FromName: "a",
@@ -324,4 +296,28 @@ func TestWALSizeLimit(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 		send(i)
 	}
+}
+
+// createPair creates users "a" and "b".
+func createPair(t *testing.T, s *sqlite.Store) (a, b model.User) {
+	t.Helper()
+	ctx := context.Background()
+	a, err := s.CreateUser(ctx, "a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err = s.CreateUser(ctx, "b", nil); err != nil {
+		t.Fatal(err)
+	}
+	return a, b
+}
+
+// fileSize is the size of the file at path.
+func fileSize(t *testing.T, path string) int64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
 }

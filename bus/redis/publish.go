@@ -33,9 +33,9 @@ func parseEnvelope(s string) (origin, payload string, ok bool) {
 // timeouts and ctx.
 //
 // Concurrent calls share round trips, as a database's group commit does:
-// a call that finds no pipeline in flight sends its PUBLISHes at once and
-// waits for their replies; calls made meanwhile queue, and the next
-// pipeline carries all of them (one write(2) and one read for the lot,
+// a call that finds no pipeline in flight starts one at once (on a
+// goroutine of its own, so every call returns when its ctx ends); calls
+// made meanwhile queue, and the next pipeline carries all of them (one write(2) and one read for the lot,
 // instead of a write, a read and a pool connection each). Calls are sent
 // in the order they queued, so one caller's publishes stay in order.
 func (b *Bus) Publish(ctx context.Context, userIDs []int64, payload []byte) error {
@@ -52,7 +52,10 @@ func (b *Bus) Publish(ctx context.Context, userIDs []int64, payload []byte) erro
 	b.pubBusy = true
 	b.pubMu.Unlock()
 	if lead {
-		b.flushPublishes(true)
+		// The pipeline runs on its own goroutine so that this call, like
+		// every other, returns when its ctx ends even if Redis does not
+		// answer.
+		go b.flushPublishes()
 	}
 	select {
 	case err := <-req.done:
@@ -71,11 +74,9 @@ type pubReq struct {
 	done  chan error // buffered: the flusher never blocks on it
 }
 
-// flushPublishes sends the queued calls in pipelines until the queue is
-// empty. The caller that started it (first) stops after the pipeline that
-// answered its own call, handing what queued meanwhile to a goroutine, so
-// that it is not held up by later callers' round trips.
-func (b *Bus) flushPublishes(first bool) {
+// flushPublishes sends the queued calls in pipelines, one at a time, until
+// the queue is empty.
+func (b *Bus) flushPublishes() {
 	for {
 		b.pubMu.Lock()
 		if len(b.pubQueue) == 0 {
@@ -90,15 +91,6 @@ func (b *Bus) flushPublishes(first bool) {
 		clear(batch)
 		b.pubMu.Lock()
 		b.pubSpare = batch[:0]
-		if first {
-			if len(b.pubQueue) == 0 {
-				b.pubBusy = false
-			} else {
-				go b.flushPublishes(false)
-			}
-			b.pubMu.Unlock()
-			return
-		}
 		b.pubMu.Unlock()
 	}
 }

@@ -59,8 +59,9 @@ type Options struct {
 
 	// Prefix of the per-user channel names (default "user:").
 	Prefix string
-	// PoolSize is the number of connections for Publish and Online
-	// (go-redis default: 10 per CPU).
+	// PoolSize is the number of connections for Online and Publish
+	// (go-redis default: 10 per CPU); Publish's pipelines go out one at a
+	// time, so it uses one of them at once.
 	PoolSize int
 	// MinIdleConns kept open in that pool (default 0).
 	MinIdleConns int

@@ -359,3 +359,30 @@ func TestConcurrentPublishShared(t *testing.T) {
 		t.Fatalf("%d bus connections after concurrent publishes, want at most 6:\n%s", n, list)
 	}
 }
+
+// A Publish that starts a pipeline returns when its own ctx ends, also
+// when Redis does not answer (paused), not after the client's timeouts.
+func TestPublishReturnsAtItsDeadline(t *testing.T) {
+	r := testenv.RedisForTest(t)
+	ctx := bustest.Ctx(t)
+	b := newNode(t, r.URL(), busredis.Options{Options: bus.Options{Node: "b"}})
+	if err := b.Publish(ctx, []int64{1}, []byte("warm")); err != nil { // the pool's connection is open
+		t.Fatal(err)
+	}
+	raw := goredis.NewClient(&goredis.Options{Addr: r.Addr(), Protocol: 2})
+	defer raw.Close()
+	if err := raw.Do(ctx, "CLIENT", "PAUSE", "1500", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := b.Publish(short, []int64{1}, []byte("late"))
+	took := time.Since(start)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Publish to a paused Redis with a 50ms deadline: %v, want DeadlineExceeded", err)
+	}
+	if took > 500*time.Millisecond {
+		t.Fatalf("Publish with a 50ms deadline returned after %v", took)
+	}
+}

@@ -71,9 +71,9 @@ func (s *Service) hashErr(err error) *apiError {
 	return errf(protocol.ErrUnavailable, "server busy, retry")
 }
 
-func tokenHash(token string) []byte {
-	h := sha256.Sum256([]byte(token))
-	return h[:]
+// tokenHash is what the store and the session keep of a token.
+func tokenHash(token string) [32]byte {
+	return sha256.Sum256([]byte(token))
 }
 
 func newToken() (string, error) {
@@ -135,8 +135,10 @@ func (s *Service) handleLogin(c *call) *apiError {
 	defer cancel()
 
 	var user model.User
+	var th [32]byte // the token's hash, computed once
 	if token != "" {
-		uid, err := s.store.TokenUser(ctx, tokenHash(token), time.Now())
+		th = tokenHash(token)
+		uid, err := s.store.TokenUser(ctx, th[:], time.Now())
 		if errors.Is(err, model.ErrNotFound) {
 			return errBadCreds
 		} else if err != nil {
@@ -194,7 +196,8 @@ func (s *Service) handleLogin(c *call) *apiError {
 		if token, err = newToken(); err != nil {
 			return errf(protocol.ErrUnavailable, "cannot issue a token, retry")
 		}
-		if err := s.store.CreateToken(ctx, user.ID, tokenHash(token), time.Now().Add(tokenTTL)); err != nil {
+		th = tokenHash(token)
+		if err := s.store.CreateToken(ctx, user.ID, th[:], time.Now().Add(tokenTTL)); err != nil {
 			return s.storeErr(err, "token")
 		}
 	}
@@ -210,7 +213,7 @@ func (s *Service) handleLogin(c *call) *apiError {
 		s.metrics.busErrors.Inc()
 		s.log.Warn("bus subscribe failed", "user", user.ID, "err", err)
 	}
-	c.sess.tokenHash = sha256.Sum256([]byte(token))
+	c.sess.tokenHash = th
 	c.sess.userID.Store(user.ID)
 	if c.sess.conn.Context().Err() != nil { // closed while logging in
 		s.endSession(c.sess)

@@ -142,11 +142,14 @@ func (s *Store) AckMessages(ctx context.Context, userID int64, acks []model.Ack)
 }
 
 // route returns the queue of the writer for req: the one of its
-// conversation (an ack's first), by hash. Every request of a conversation
-// goes to the same writer, so that two writers of one store never lock the
-// same conversation row or cursor rows of a direct conversation and wait
-// for each other's commit; a writer's queue fills while its commit is in
-// flight, and its next batch takes it all.
+// conversation (an ack's first), by hash. Every message of a conversation
+// goes to the same writer, so that two writers of one store do not lock
+// the same conversation row or cursor rows of a direct conversation and
+// wait for each other's commit; a writer's queue fills while its commit is
+// in flight, and its next batch takes it all. An ACK of several
+// conversations goes to its first one's writer and may wait on another
+// writer for the others' cursor rows (its items are sorted, so the two
+// cannot deadlock on them).
 func (s *Store) route(req *msgReq) chan *msgReq {
 	if len(s.queues) == 1 {
 		return s.queues[0]

@@ -4,6 +4,7 @@
 //	           [--bus memory | redis://HOST:PORT/DB] [--node NAME] [--admin HOST:PORT] [--config FILE]
 //	           [--max-frame N] [--idle-timeout 90s] [--high-water N] [--msg-rate N] [--msg-burst N]
 //	           [--bcrypt-cost N] [--proxy-protocol] [--gc-percent auto|off|N] [--memory-limit BYTES]
+//	           [--procs auto|N]
 //
 // Settings come from flags, then CHAT_* environment variables, then the
 // YAML config file (a flag beats the environment, which beats the file).
@@ -12,6 +13,9 @@
 // GC: --gc-percent auto (the default unless GOGC is set) lowers GOGC from
 // 100 at 8 MiB of live heap to 50 at 16 MiB and above, so that many idle
 // connections do not cost twice their live heap in RSS (see gc.go).
+// --procs auto (the default unless GOMAXPROCS is set) runs GOMAXPROCS at
+// the cores plus one per event loop, because an idle loop waits in
+// epoll_wait holding one (see procs.go).
 package main
 
 import (
@@ -24,6 +28,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -67,6 +72,7 @@ var settings = []struct {
 	{"log-level", "log.level", "info", "log level: debug, info, warn, error"},
 	{"gc-percent", "runtime.gc_percent", "", "GOGC: auto (headroom half the live heap, at least 8 MiB), off, or a percentage (default: $GOGC if set, else auto)"},
 	{"memory-limit", "runtime.memory_limit", "", "soft memory limit, bytes or with KiB/MiB/GiB (as GOMEMLIMIT; default: none beyond $GOMEMLIMIT)"},
+	{"procs", "runtime.procs", "", "GOMAXPROCS: auto (the cores plus one per event loop, as each loop's epoll_wait holds one) or a number (default: $GOMAXPROCS if set, else auto)"},
 }
 
 func run(args []string) error {
@@ -154,6 +160,17 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	loops := cfg.Loops
+	if loops <= 0 {
+		loops = runtime.NumCPU() // netcore's default
+	}
+	procs, err := parseProcs(v.GetString("runtime.procs"), runtime.GOMAXPROCS(0), loops)
+	if err != nil {
+		return err
+	}
+	if procs > 0 {
+		runtime.GOMAXPROCS(procs)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -176,7 +193,7 @@ func run(args []string) error {
 	if err := svc.Start(); err != nil {
 		return err
 	}
-	log.Info("chatserver started", "node", cfg.Node, "listen", svc.Addr(), "store", redactDSN(v.GetString("store")), "bus", busURL)
+	log.Info("chatserver started", "node", cfg.Node, "listen", svc.Addr(), "store", redactDSN(v.GetString("store")), "bus", busURL, "gomaxprocs", runtime.GOMAXPROCS(0))
 
 	var admin *http.Server
 	if addr := v.GetString("admin"); addr != "" {

@@ -54,9 +54,10 @@ func (s *Service) handleOneChat(c *call) *apiError {
 	ctx, cancel := s.storeCtx()
 	defer cancel()
 	// My name and, on a sole server, the friend check from the registry
-	// in one look-up.
+	// in one look-up. With several servers the store checks the
+	// friendship inside the storing transaction (FriendsOnly).
 	name, known, friend := s.reg.nameAndFriend(me, toid)
-	if !friend || !s.cfg.SoleServer {
+	if s.cfg.SoleServer && !friend {
 		if aerr := s.requireFriend(ctx, me, toid); aerr != nil {
 			return aerr
 		}
@@ -93,25 +94,27 @@ func (s *Service) handleGroupChat(c *call) *apiError {
 }
 
 // requireFriend answers 404 when other does not exist and 403 when it is
-// not a friend of me. On a sole server the common case (friends) is
-// answered from the registry's cache, which every friend change clears
-// (they all happen in this process). With several servers on one store a
-// friendship can end on another server at any moment, so the store is
-// asked every time.
+// not a friend of me, on a sole server after the registry's cache (which
+// every friend change clears, as they all happen in this process) has
+// missed; a friendship found is cached. With several servers on one store
+// a friendship can end on another server at any moment, so the store
+// checks it in the transaction that stores the message instead
+// (model.NewMessage.FriendsOnly) and notFriend names the refusal.
 func (s *Service) requireFriend(ctx context.Context, me, other int64) *apiError {
-	if s.cfg.SoleServer && s.reg.isFriend(me, other) {
-		return nil
-	}
 	ok, err := s.store.AreFriends(ctx, me, other)
 	if err != nil {
 		return s.storeErr(err, "friend")
 	}
 	if ok {
-		if s.cfg.SoleServer {
-			s.reg.cacheFriend(me, other)
-		}
+		s.reg.cacheFriend(me, other)
 		return nil
 	}
+	return s.notFriend(ctx, other)
+}
+
+// notFriend is the error of a direct message to other, who is not a
+// friend: 404 when other does not exist, else 403.
+func (s *Service) notFriend(ctx context.Context, other int64) *apiError {
 	if _, err := s.store.UserByID(ctx, other); err != nil {
 		return s.storeErr(err, "user")
 	}
@@ -135,9 +138,12 @@ func (s *Service) sendMessage(ctx context.Context, c *call, conv model.Conv, me 
 	start := time.Now()
 	m, dup, err := s.store.StoreMessage(ctx, model.NewMessage{
 		Conv: conv, From: me, FromName: name, Body: body, CID: cid, Time: start.UnixMilli(),
+		FriendsOnly: !conv.IsGroup() && !s.cfg.SoleServer,
 	})
 	s.metrics.storeLatency.Observe(time.Since(start).Seconds())
-	if errors.Is(err, model.ErrForbidden) {
+	if errors.Is(err, model.ErrForbidden) && !conv.IsGroup() {
+		return s.notFriend(ctx, conv.Peer(me))
+	} else if errors.Is(err, model.ErrForbidden) {
 		return errf(protocol.ErrForbidden, "not a member of this group")
 	} else if errors.Is(err, model.ErrNotFound) {
 		return errf(protocol.ErrNotFound, "no such group")

@@ -212,17 +212,6 @@ func (r *registry) nameAndFriend(me, other int64) (name string, known, friend bo
 	return u.name, true, friend
 }
 
-// isFriend reports whether other is a cached friend of local user me.
-func (r *registry) isFriend(me, other int64) bool {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	if u := r.users[me]; u != nil {
-		_, ok := u.friends[other]
-		return ok
-	}
-	return false
-}
-
 // cacheFriend remembers that other is a friend of local user me.
 func (r *registry) cacheFriend(me, other int64) {
 	r.mu.Lock()

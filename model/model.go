@@ -99,6 +99,11 @@ type NewMessage struct {
 	Body     string
 	CID      string
 	Time     int64
+	// FriendsOnly: a direct message is stored only while its two users
+	// are friends (ErrForbidden otherwise), checked inside the storing
+	// transaction. Several servers on one store set it, as a friendship
+	// may end on another server at any moment.
+	FriendsOnly bool
 }
 
 // FriendStatus is the outcome of RequestFriend.
@@ -261,8 +266,9 @@ type Store interface {
 	// sender and cid, same conversation and body) stores nothing and returns
 	// the original message with dup = true; the same cid with another
 	// conversation or body gives ErrCIDConflict. For a group, ErrForbidden
-	// when the sender is not a member and ErrNotFound when the group is gone
-	// (checked inside the transaction).
+	// when the sender is not a member and ErrNotFound when the group is gone;
+	// for a direct message with FriendsOnly, ErrForbidden when its users are
+	// not friends (checked inside the transaction).
 	StoreMessage(ctx context.Context, m NewMessage) (msg Message, dup bool, err error)
 	// Messages returns the newest limit messages of conv with
 	// after < seq < before (before <= 0: no upper bound), in ascending seq.

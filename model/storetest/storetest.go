@@ -44,6 +44,7 @@ func Run(t *testing.T, open func(t *testing.T) model.Store) {
 		{"ConcurrentSeq", testConcurrentSeq},
 		{"BatchIsolatesBadItems", testBatchIsolation},
 		{"BatchRetriesAndSeqs", testBatchRetries},
+		{"FriendsOnly", testFriendsOnly},
 		{"Ack", testAck},
 		{"ConcurrentAcks", testConcurrentAcks},
 		{"Canceled", testCanceled},
@@ -1492,5 +1493,79 @@ func testBatchRetries(t *testing.T, s model.Store) {
 	}
 	if len(stored) != 15*(2+2+6) {
 		t.Fatalf("%d distinct messages answered, want %d", len(stored), 15*10)
+	}
+}
+
+// testFriendsOnly: a FriendsOnly direct message is stored only between
+// friends, checked in the storing transaction, each message of a batch on
+// its own; a refused message leaves no conversation behind.
+func testFriendsOnly(t *testing.T, s model.Store) {
+	ctx := ctxT(t)
+	a, b, c, d := mustUser(t, s, "a"), mustUser(t, s, "b"), mustUser(t, s, "c"), mustUser(t, s, "d")
+	mustFriends(t, s, a.ID, b.ID)
+	_, err := s.RequestFriend(ctx, a.ID, d.ID) // pending: not friends yet
+	noErr(t, "RequestFriend", err)
+	friends, strangers, pending := model.Direct(a.ID, b.ID), model.Direct(a.ID, c.ID), model.Direct(a.ID, d.ID)
+	type tc struct {
+		m    model.NewMessage
+		want error // nil: stored
+	}
+	var cases []tc
+	for i := range 10 {
+		cases = append(cases,
+			tc{model.NewMessage{Conv: friends, From: a.ID, FromName: "a", Body: "ok", CID: fmt.Sprint("f", i), FriendsOnly: true}, nil},
+			tc{model.NewMessage{Conv: strangers, From: a.ID, FromName: "a", Body: "no", CID: fmt.Sprint("s", i), FriendsOnly: true}, model.ErrForbidden},
+			tc{model.NewMessage{Conv: pending, From: d.ID, FromName: "d", Body: "no", CID: fmt.Sprint("p", i), FriendsOnly: true}, model.ErrForbidden},
+		)
+	}
+	errs := make([]error, len(cases))
+	var wg sync.WaitGroup
+	for i := range cases {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, errs[i] = s.StoreMessage(ctx, cases[i].m)
+		}()
+	}
+	wg.Wait()
+	for i, c := range cases {
+		if c.want == nil && errs[i] != nil {
+			t.Errorf("case %d (%s): %v", i, c.m.CID, errs[i])
+		}
+		if c.want != nil && !errors.Is(errs[i], c.want) {
+			t.Errorf("case %d (%s): %v, want %v", i, c.m.CID, errs[i], c.want)
+		}
+	}
+	if n, _ := s.LastSeq(ctx, friends); n != 10 {
+		t.Fatalf("LastSeq(friends) = %d, want 10", n)
+	}
+	for _, conv := range []model.Conv{strangers, pending} {
+		if n, err := s.LastSeq(ctx, conv); n != 0 || err != nil {
+			t.Fatalf("LastSeq(%v) = %d, %v; want 0: nothing stored", conv, n, err)
+		}
+		if ms, err := s.Messages(ctx, conv, 0, 0, 10); len(ms) != 0 || err != nil {
+			t.Fatalf("Messages(%v) = %d messages, %v; want none", conv, len(ms), err)
+		}
+	}
+	// Without FriendsOnly the store does not ask (the caller checked).
+	send(t, s, strangers, a, "unchecked", "u1")
+
+	// A friendship that ends refuses the next message, also a retry of one
+	// stored before.
+	_, err = s.DeleteFriend(ctx, b.ID, a.ID)
+	noErr(t, "DeleteFriend", err)
+	for _, cid := range []string{"after", "f0"} {
+		_, _, err = s.StoreMessage(ctx, model.NewMessage{Conv: friends, From: a.ID, FromName: "a", Body: "ok", CID: cid, FriendsOnly: true})
+		wantErr(t, "StoreMessage after DeleteFriend, cid "+cid, err, model.ErrForbidden)
+	}
+	if n, _ := s.LastSeq(ctx, friends); n != 10 {
+		t.Fatalf("LastSeq(friends) after DeleteFriend = %d, want 10", n)
+	}
+	// Friends again: the conversation goes on.
+	mustFriends(t, s, b.ID, a.ID)
+	m, _, err := s.StoreMessage(ctx, model.NewMessage{Conv: friends, From: b.ID, FromName: "b", Body: "back", CID: "back", FriendsOnly: true})
+	noErr(t, "StoreMessage friends again", err)
+	if m.Seq != 11 {
+		t.Fatalf("seq friends again = %d, want 11", m.Seq)
 	}
 }

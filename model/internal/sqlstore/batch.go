@@ -142,6 +142,7 @@ type batchSQL struct {
 	moveMembers  []string // (user_id, cur) x n, group_id, then the user_ids
 	lockConvs    []string // (group_id, a, b) x n
 	readConvs    []string // lockConvs without the lock (acks' conversations)
+	friends      []string // (a, b) x n: the pairs' friendship states
 }
 
 func repeatJoin(s string, n int) string {
@@ -179,13 +180,14 @@ func newBatchSQL(d *Dialect) batchSQL {
 		}
 		b.lockConvs = append(b.lockConvs, sel+d.ForUpdate)
 		b.readConvs = append(b.readConvs, sel)
+		b.friends = append(b.friends, friendsSQL(d, n))
 	}
 	return b
 }
 
 func (b batchSQL) all() []string {
 	var out []string
-	for _, l := range [][]string{b.insertMsgs, b.upsertCursor, b.setLastSeq, b.members, b.moveMembers, b.lockConvs, b.readConvs} {
+	for _, l := range [][]string{b.insertMsgs, b.upsertCursor, b.setLastSeq, b.members, b.moveMembers, b.lockConvs, b.readConvs, b.friends} {
 		out = append(out, l...)
 	}
 	return out
@@ -215,6 +217,7 @@ type batchState struct {
 	absent  map[key]bool       // acked conversations read and not found
 	direct  map[directCursor]int64
 	group   map[memberKey]int64
+	pairs   map[[2]int64]int8 // FriendsOnly pairs read by this batch: their state
 	args    []any
 	ids     []int64
 	keys    []key
@@ -227,6 +230,7 @@ func newBatchState() *batchState {
 		absent:  make(map[key]bool),
 		direct:  make(map[directCursor]int64),
 		group:   make(map[memberKey]int64),
+		pairs:   make(map[[2]int64]int8),
 	}
 }
 
@@ -244,6 +248,7 @@ func (b *batchState) reset(n int) {
 	clear(b.absent)
 	clear(b.direct)
 	clear(b.group)
+	clear(b.pairs)
 	clear(b.args)
 	b.args = b.args[:0]
 }
@@ -273,10 +278,13 @@ func (s *Store) storeBatch(ctx context.Context, r runner, reqs []*msgReq, result
 	} else if err := s.lockConvs(ctx, r, reqs, b); err != nil {
 		return err
 	}
+	if err := s.checkFriends(ctx, r, reqs, results, b); err != nil {
+		return err
+	}
 	// The conversations, in key order (reqs are sorted), and the checks
 	// that need no statement of their own.
 	for i, q := range reqs {
-		if q.acks != nil {
+		if q.acks != nil || results[i].err != nil {
 			continue
 		}
 		c, res, err := s.batchConv(ctx, r, q.k, b)
@@ -457,6 +465,44 @@ func (s *Store) readConvRows(ctx context.Context, r runner, stmts []string, what
 			return fmt.Errorf("%s %d conversations: %w", what, n, err)
 		}
 		keys = keys[n:]
+	}
+	return nil
+}
+
+// checkFriends fails the FriendsOnly direct messages of reqs whose users
+// are not friends (ErrForbidden in results), reading all their pairs with
+// one SELECT per chunk inside the batch's transaction: the check costs no
+// round trip of its own, where the chat service's AreFriends call before
+// StoreMessage cost one per message or two on a server. It runs before the
+// conversations are created, so a refused message leaves no row behind.
+func (s *Store) checkFriends(ctx context.Context, r runner, reqs []*msgReq, results []msgRes, b *batchState) error {
+	b.ids = b.ids[:0]
+	for _, q := range reqs {
+		if q.acks != nil || !q.m.FriendsOnly || q.k.g != 0 {
+			continue
+		}
+		p := [2]int64{q.k.a, q.k.b}
+		if _, dup := b.pairs[p]; !dup {
+			b.pairs[p] = 0
+			b.ids = append(b.ids, p[0], p[1])
+		}
+	}
+	for ids := b.ids; len(ids) > 0; {
+		n, size := padded(len(ids) / 2)
+		b.args = b.args[:0]
+		for i := range chunkSizes[size] {
+			j := 2 * min(i, n-1)
+			b.args = append(b.args, ids[j], ids[j+1])
+		}
+		if err := scanFriends(ctx, r, s.bsql.friends[size], b.args, b.pairs); err != nil {
+			return err
+		}
+		ids = ids[2*n:]
+	}
+	for i, q := range reqs {
+		if q.acks == nil && q.m.FriendsOnly && q.k.g == 0 && b.pairs[[2]int64{q.k.a, q.k.b}] != stateFriends {
+			results[i] = msgRes{err: fmt.Errorf("users %d and %d are not friends: %w", q.k.a, q.k.b, model.ErrForbidden)}
+		}
 	}
 	return nil
 }

@@ -7,11 +7,12 @@ import (
 	"clusterchat/model"
 )
 
-// Coalesced friendship reads. On a server the chat service asks AreFriends
-// for every direct message (another server may end a friendship at any
-// moment, so it cannot cache the answer): one round trip and one statement
-// per message, as many as the whole batch writer spends on ten messages.
-// Concurrent calls are therefore answered together: a reader goroutine
+// Coalesced friendship reads. AreFriends costs a round trip and a
+// statement, as many as the whole batch writer spends on ten messages; a
+// server of a cluster once asked it for every direct message, which now
+// sets NewMessage.FriendsOnly instead (the batch checks its pairs with the
+// same SELECT, checkFriends). Concurrent calls are still answered
+// together (a sole server asks when its cache misses): a reader goroutine
 // takes every call queued, reads all their pairs with one SELECT and
 // answers each. A call is only answered by a read issued after it was
 // queued, so it sees every change committed before it began, as before.
@@ -32,8 +33,8 @@ type friendRes struct {
 }
 
 // friendsSQL returns the multi-pair SELECT of friends for n pairs.
-func (s *Store) friendsSQL(n int) string {
-	if s.d.RowValuesIn {
+func friendsSQL(d *Dialect, n int) string {
+	if d.RowValuesIn {
 		return "SELECT a, b, state FROM friends FORCE INDEX (PRIMARY) WHERE (a, b) IN (" + repeatJoin("(?, ?)", n) + ")"
 	}
 	return "SELECT a, b, state FROM friends WHERE " + repeatSep("(a = ? AND b = ?)", " OR ", n)
@@ -110,7 +111,7 @@ func (s *Store) readFriends(batch []*friendReq, seen map[[2]int64]int8) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.TxTimeout)
 	defer cancel()
-	err := s.scanFriends(ctx, chunkSizes[size], args, seen)
+	err := scanFriends(ctx, runner{c: s.rs}, s.bsql.friends[size], args, seen)
 	for _, q := range batch {
 		if err != nil {
 			q.res <- friendRes{err: err}
@@ -120,10 +121,11 @@ func (s *Store) readFriends(batch []*friendReq, seen map[[2]int64]int8) {
 	}
 }
 
-// scanFriends runs the n-pair SELECT with args and notes each pair's state
-// in seen.
-func (s *Store) scanFriends(ctx context.Context, n int, args []any, seen map[[2]int64]int8) error {
-	rows := runner{c: s.rs}.query(ctx, s.friendsSQL(n), args...)
+// scanFriends runs query, a multi-pair SELECT of friends, with args on r
+// and notes each pair's state in seen.
+func scanFriends(ctx context.Context, r runner, query string, args []any, seen map[[2]int64]int8) error {
+	n := len(args) / 2
+	rows := r.query(ctx, query, args...)
 	if rows.err != nil {
 		return fmt.Errorf("read %d pairs: %w", n, rows.err)
 	}

@@ -2,6 +2,7 @@ package mysql_test
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +14,8 @@ import (
 	"clusterchat/model"
 	"clusterchat/model/mysql"
 	"clusterchat/model/storetest"
+
+	_ "github.com/go-sql-driver/mysql"
 )
 
 // server is the private MariaDB of this test binary, started by TestMain.
@@ -348,4 +351,65 @@ func TestDatabaseDown(t *testing.T) {
 func TestLoginFailuresShared(t *testing.T) {
 	dsn := newDB(t)
 	storetest.LoginFailuresShared(t, open(t, dsn, mysql.Options{}), open(t, dsn, mysql.Options{}))
+}
+
+// TestConnsKilled: when the server kills the store's connections (a
+// restart, a DBA's KILL), the next StoreMessage still succeeds: the pool
+// finds its connections dead before it uses them and dials new ones.
+func TestConnsKilled(t *testing.T) {
+	ctx := context.Background()
+	name := fmt.Sprintf("t%d", dbSeq.Add(1))
+	if err := server.CreateDatabase(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	s := open(t, server.DSN(name), mysql.Options{Writers: 1})
+	a, err := s.CreateUser(ctx, "a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.CreateUser(ctx, "b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := func(cid string) model.NewMessage {
+		return model.NewMessage{Conv: model.Direct(a.ID, b.ID), From: a.ID, FromName: "a", Body: "x", CID: cid}
+	}
+	if _, _, err := s.StoreMessage(ctx, msg("before")); err != nil {
+		t.Fatal(err)
+	}
+	admin, err := sql.Open("mysql", server.DSN(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	rows, err := admin.QueryContext(ctx, "SELECT id FROM information_schema.processlist WHERE db = ? AND id <> CONNECTION_ID()", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if len(ids) == 0 {
+		t.Fatalf("no connection of the store found")
+	}
+	for _, id := range ids {
+		if _, err := admin.ExecContext(ctx, fmt.Sprintf("KILL CONNECTION %d", id)); err != nil {
+			t.Fatalf("KILL %d: %v", id, err)
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, dup, err := s.StoreMessage(cctx, msg("after"))
+	if err != nil {
+		t.Fatalf("StoreMessage after its connections were killed: %v", err)
+	}
+	if m.Seq != 2 || dup {
+		t.Fatalf("StoreMessage after kill: seq %d dup %v, want seq 2", m.Seq, dup)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"clusterchat/bus"
 	"clusterchat/chatservice/protocol"
 )
 
@@ -62,6 +63,11 @@ func (m *Metrics) bind(s *Service) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chat_bytes_out_total", Help: "Bytes sent."},
 			func() float64 { return float64(s.server.Stats().BytesOut) }),
 	)
+	if d, ok := s.bus.(bus.DropCounter); ok {
+		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chat_bus_dropped_total",
+			Help: "Pushes from the bus dropped because its delivery queue was full (clients fill the gap with HISTORY)."},
+			func() float64 { return float64(d.DroppedPayloads()) }))
+	}
 }
 
 func (m *Metrics) observeRequest(msgid int, d time.Duration) {

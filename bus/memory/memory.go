@@ -99,6 +99,9 @@ func (b *Bus) Stats() Stats {
 	return Stats{Delivered: b.queue.Delivered(), Dropped: b.queue.Dropped()}
 }
 
+// DroppedPayloads implements bus.DropCounter: Stats().Dropped.
+func (b *Bus) DroppedPayloads() uint64 { return b.queue.Dropped() }
+
 // Subscribe counts one more local session of userID; it never waits, so it
 // fails only on a closed bus.
 func (b *Bus) Subscribe(_ context.Context, userID int64) error {

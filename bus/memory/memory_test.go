@@ -88,6 +88,9 @@ func TestSlowHandlerDrops(t *testing.T) {
 	if s := slow.Stats(); s.Delivered+s.Dropped != 100 {
 		t.Fatalf("delivered %d + dropped %d != 100", s.Delivered, s.Dropped)
 	}
+	if d := bus.DropCounter(slow).DroppedPayloads(); d != slow.Stats().Dropped {
+		t.Fatalf("DroppedPayloads %d, Stats().Dropped %d", d, slow.Stats().Dropped)
+	}
 }
 
 // BenchmarkPublishFanOut500 publishes one payload to 500 users held by

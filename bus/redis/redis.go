@@ -253,6 +253,9 @@ func clientOptions(url string, opts Options) (*goredis.Options, error) {
 	return ro, nil
 }
 
+// DroppedPayloads implements bus.DropCounter: Stats().Dropped.
+func (b *Bus) DroppedPayloads() uint64 { return b.queue.Dropped() }
+
 // Stats returns the bus's counters; safe from any goroutine.
 func (b *Bus) Stats() Stats {
 	b.mu.Lock()

@@ -77,7 +77,7 @@ type Options struct {
 	// MaxRetries of a failed Publish/Online command (go-redis default 3;
 	// -1 disables retries).
 	MaxRetries int
-	// QueueSize is the delivery queue length (default 4096).
+	// QueueSize is the delivery queue length (default 32,768).
 	QueueSize int
 	// HealthInterval: an idle subscription connection is pinged this often,
 	// and replaced after three intervals without any reply (default 1s).

@@ -20,23 +20,29 @@ import (
 //
 // "auto", the default unless GOMAXPROCS is set, therefore adds one P per
 // event loop to the runtime's default (the cores, or the container's CPU
-// limit): Go code still has all the cores when the loops are idle, and the
+// limit) when the store or the bus is reached over the network (MySQL,
+// Redis): Go code still has all the cores when the loops are idle, and the
 // loops cannot take them away when they are. Measured on the 2-core box
 // (cluster of two servers, MariaDB, Redis, chatbench pairs crossing servers;
-// docs/benchmarks.md): send→delivery p99 at 1,000 msg/s 93 ms with
-// GOMAXPROCS=2 against 11-14 ms with 3 or 4, and at 5,000 msg/s 132-342 ms
-// against 33-49 ms; the one-node (SQLite) figures did not change.
+// docs/benchmarks.md): send→delivery p99 at 1,000 msg/s 142-168 ms with
+// GOMAXPROCS=2 against 8-11 ms with 4, and at 5,000 msg/s 67-375 ms
+// against 32-65 ms. A one-node server (SQLite, memory bus) waits on no
+// connection in its hot path and keeps the runtime's default: with 4 Ps its
+// group fan-out cost 8 % more CPU per message (705-716 -> 764-774 us at
+// 2,000 messages/s to groups of 500) and its 1:1 figures did not change.
 
 // parseProcs reads runtime.procs: "auto", or an integer >= 1 for
 // GOMAXPROCS itself. An empty value means the GOMAXPROCS environment
 // variable if it is set (the runtime already applied it), else "auto". It
 // returns the GOMAXPROCS to set, or 0 to leave the runtime's.
 // defaultProcs is the runtime's own default, loops the server's event
-// loops.
-func parseProcs(s string, defaultProcs, loops int) (int, error) {
+// loops, networked whether the store or the bus is a network service.
+func parseProcs(s string, defaultProcs, loops int, networked bool) (int, error) {
 	s = strings.TrimSpace(s)
 	switch {
 	case s == "" && os.Getenv("GOMAXPROCS") != "":
+		return 0, nil
+	case (s == "" || s == "auto") && !networked:
 		return 0, nil
 	case s == "" || s == "auto":
 		return defaultProcs + loops, nil

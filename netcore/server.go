@@ -23,7 +23,12 @@ type Options struct {
 	// Addr is the listen address, "host:port" without scheme (port 0 picks
 	// a free port; see Server.Addr). Required.
 	Addr string
-	// Loops is the number of event loops; default runtime.NumCPU().
+	// Loops is the number of event loops; default runtime.NumCPU(). Each
+	// loop waits in a blocking epoll_wait(2), which keeps its P until the
+	// runtime's sysmon takes it back: a program whose handlers wait on the
+	// runtime's own network poller (database or Redis clients) should run
+	// with GOMAXPROCS of at least the cores plus Loops, or those replies
+	// wait for sysmon (cmd/chatserver's --procs auto does this).
 	Loops int
 	// NewCodec makes each connection's codec; default
 	// NewLengthFieldCodec(MaxFrame).

@@ -53,13 +53,38 @@ func run(m *testing.M) int {
 // newDB creates a fresh database and returns its DSN.
 func newDB(t testing.TB) string {
 	t.Helper()
-	name := fmt.Sprintf("t%d", dbSeq.Add(1))
+	_, dsn := newNamedDB(t)
+	return dsn
+}
+
+// newNamedDB creates a fresh database and returns its name and DSN.
+func newNamedDB(t testing.TB) (name, dsn string) {
+	t.Helper()
+	name = fmt.Sprintf("t%d", dbSeq.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := server.CreateDatabase(ctx, name); err != nil {
 		t.Fatal(err)
 	}
-	return server.DSN(name)
+	return name, server.DSN(name)
+}
+
+// directSender creates users a and b in s and returns a and a maker of
+// a's messages to b with a given cid.
+func directSender(t *testing.T, s model.Store) (model.User, func(cid string) model.NewMessage) {
+	t.Helper()
+	ctx := context.Background()
+	a, err := s.CreateUser(ctx, "a", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.CreateUser(ctx, "b", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, func(cid string) model.NewMessage {
+		return model.NewMessage{Conv: model.Direct(a.ID, b.ID), From: a.ID, FromName: "a", Body: "x", CID: cid}
+	}
 }
 
 func open(t testing.TB, dsn string, opts mysql.Options) *mysql.Store {
@@ -261,18 +286,7 @@ func TestTwoServersRetry(t *testing.T) {
 func TestDatabaseDown(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, newDB(t), mysql.Options{})
-	a, err := s.CreateUser(ctx, "a", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := s.CreateUser(ctx, "b", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conv := model.Direct(a.ID, b.ID)
-	msg := func(cid string) model.NewMessage {
-		return model.NewMessage{Conv: conv, From: a.ID, FromName: "a", Body: "x", CID: cid}
-	}
+	a, msg := directSender(t, s)
 	if _, _, err := s.StoreMessage(ctx, msg("before")); err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +338,10 @@ func TestDatabaseDown(t *testing.T) {
 	restarted = true
 	// The pool reconnects by itself: poll until a send succeeds.
 	deadline := time.Now().Add(30 * time.Second)
-	var m model.Message
+	var (
+		m   model.Message
+		err error
+	)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		m, _, err = s.StoreMessage(cctx, msg("after"))
@@ -358,26 +375,13 @@ func TestLoginFailuresShared(t *testing.T) {
 // finds its connections dead before it uses them and dials new ones.
 func TestConnsKilled(t *testing.T) {
 	ctx := context.Background()
-	name := fmt.Sprintf("t%d", dbSeq.Add(1))
-	if err := server.CreateDatabase(ctx, name); err != nil {
-		t.Fatal(err)
-	}
-	s := open(t, server.DSN(name), mysql.Options{Writers: 1})
-	a, err := s.CreateUser(ctx, "a", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := s.CreateUser(ctx, "b", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg := func(cid string) model.NewMessage {
-		return model.NewMessage{Conv: model.Direct(a.ID, b.ID), From: a.ID, FromName: "a", Body: "x", CID: cid}
-	}
+	name, dsn := newNamedDB(t)
+	s := open(t, dsn, mysql.Options{Writers: 1})
+	_, msg := directSender(t, s)
 	if _, _, err := s.StoreMessage(ctx, msg("before")); err != nil {
 		t.Fatal(err)
 	}
-	admin, err := sql.Open("mysql", server.DSN(name))
+	admin, err := sql.Open("mysql", dsn)
 	if err != nil {
 		t.Fatal(err)
 	}

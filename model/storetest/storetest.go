@@ -1084,39 +1084,18 @@ func testBatchIsolation(t *testing.T, s model.Store) {
 	noErr(t, "CreateGroup", err)
 	direct := model.Direct(a.ID, b.ID)
 	send(t, s, direct, a, "taken", "taken")
-	type tc struct {
-		m    model.NewMessage
-		want error // nil: stored
-	}
-	var cases []tc
+	var cases []storeCase
 	for i := 0; i < 20; i++ {
 		cases = append(cases,
-			tc{model.NewMessage{Conv: direct, From: b.ID, FromName: "b", Body: "ok", CID: fmt.Sprint("b", i)}, nil},
-			tc{model.NewMessage{Conv: model.GroupConv(g.ID), From: x.ID, FromName: "x", Body: "no", CID: fmt.Sprint("x", i)}, model.ErrForbidden},
-			tc{model.NewMessage{Conv: model.GroupConv(g.ID + 1000), From: a.ID, FromName: "a", Body: "no", CID: fmt.Sprint("a", i)}, model.ErrNotFound},
-			tc{model.NewMessage{Conv: direct, From: a.ID, FromName: "a", Body: "other", CID: "taken"}, model.ErrCIDConflict},
-			tc{model.NewMessage{Conv: model.GroupConv(g.ID), From: a.ID, FromName: "a", Body: "ok", CID: fmt.Sprint("g", i)}, nil},
-			tc{model.NewMessage{Conv: model.Direct(a.ID, x.ID+1000), From: x.ID + 1000, FromName: "ghost", Body: "no", CID: fmt.Sprint("n", i)}, model.ErrNotFound},
+			storeCase{model.NewMessage{Conv: direct, From: b.ID, FromName: "b", Body: "ok", CID: fmt.Sprint("b", i)}, nil},
+			storeCase{model.NewMessage{Conv: model.GroupConv(g.ID), From: x.ID, FromName: "x", Body: "no", CID: fmt.Sprint("x", i)}, model.ErrForbidden},
+			storeCase{model.NewMessage{Conv: model.GroupConv(g.ID + 1000), From: a.ID, FromName: "a", Body: "no", CID: fmt.Sprint("a", i)}, model.ErrNotFound},
+			storeCase{model.NewMessage{Conv: direct, From: a.ID, FromName: "a", Body: "other", CID: "taken"}, model.ErrCIDConflict},
+			storeCase{model.NewMessage{Conv: model.GroupConv(g.ID), From: a.ID, FromName: "a", Body: "ok", CID: fmt.Sprint("g", i)}, nil},
+			storeCase{model.NewMessage{Conv: model.Direct(a.ID, x.ID+1000), From: x.ID + 1000, FromName: "ghost", Body: "no", CID: fmt.Sprint("n", i)}, model.ErrNotFound},
 		)
 	}
-	errs := make([]error, len(cases))
-	var wg sync.WaitGroup
-	for i := range cases {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, _, errs[i] = s.StoreMessage(ctx, cases[i].m)
-		}()
-	}
-	wg.Wait()
-	for i, c := range cases {
-		if c.want == nil && errs[i] != nil {
-			t.Errorf("case %d (%s): %v", i, c.m.CID, errs[i])
-		}
-		if c.want != nil && !errors.Is(errs[i], c.want) {
-			t.Errorf("case %d (%s): %v, want %v", i, c.m.CID, errs[i], c.want)
-		}
-	}
+	storeConcurrently(t, s, cases)
 	if n, _ := s.LastSeq(ctx, direct); n != 21 {
 		t.Fatalf("LastSeq(direct) = %d, want 21", n)
 	}
@@ -1506,36 +1485,15 @@ func testFriendsOnly(t *testing.T, s model.Store) {
 	_, err := s.RequestFriend(ctx, a.ID, d.ID) // pending: not friends yet
 	noErr(t, "RequestFriend", err)
 	friends, strangers, pending := model.Direct(a.ID, b.ID), model.Direct(a.ID, c.ID), model.Direct(a.ID, d.ID)
-	type tc struct {
-		m    model.NewMessage
-		want error // nil: stored
-	}
-	var cases []tc
+	var cases []storeCase
 	for i := range 10 {
 		cases = append(cases,
-			tc{model.NewMessage{Conv: friends, From: a.ID, FromName: "a", Body: "ok", CID: fmt.Sprint("f", i), FriendsOnly: true}, nil},
-			tc{model.NewMessage{Conv: strangers, From: a.ID, FromName: "a", Body: "no", CID: fmt.Sprint("s", i), FriendsOnly: true}, model.ErrForbidden},
-			tc{model.NewMessage{Conv: pending, From: d.ID, FromName: "d", Body: "no", CID: fmt.Sprint("p", i), FriendsOnly: true}, model.ErrForbidden},
+			storeCase{model.NewMessage{Conv: friends, From: a.ID, FromName: "a", Body: "ok", CID: fmt.Sprint("f", i), FriendsOnly: true}, nil},
+			storeCase{model.NewMessage{Conv: strangers, From: a.ID, FromName: "a", Body: "no", CID: fmt.Sprint("s", i), FriendsOnly: true}, model.ErrForbidden},
+			storeCase{model.NewMessage{Conv: pending, From: d.ID, FromName: "d", Body: "no", CID: fmt.Sprint("p", i), FriendsOnly: true}, model.ErrForbidden},
 		)
 	}
-	errs := make([]error, len(cases))
-	var wg sync.WaitGroup
-	for i := range cases {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, _, errs[i] = s.StoreMessage(ctx, cases[i].m)
-		}()
-	}
-	wg.Wait()
-	for i, c := range cases {
-		if c.want == nil && errs[i] != nil {
-			t.Errorf("case %d (%s): %v", i, c.m.CID, errs[i])
-		}
-		if c.want != nil && !errors.Is(errs[i], c.want) {
-			t.Errorf("case %d (%s): %v, want %v", i, c.m.CID, errs[i], c.want)
-		}
-	}
+	storeConcurrently(t, s, cases)
 	if n, _ := s.LastSeq(ctx, friends); n != 10 {
 		t.Fatalf("LastSeq(friends) = %d, want 10", n)
 	}
@@ -1567,5 +1525,37 @@ func testFriendsOnly(t *testing.T, s model.Store) {
 	noErr(t, "StoreMessage friends again", err)
 	if m.Seq != 11 {
 		t.Fatalf("seq friends again = %d, want 11", m.Seq)
+	}
+}
+
+// storeCase is a StoreMessage call and the error it should give (nil:
+// stored).
+type storeCase struct {
+	m    model.NewMessage
+	want error
+}
+
+// storeConcurrently makes every call of cases at once (so that batches mix
+// them) and checks each outcome.
+func storeConcurrently(t *testing.T, s model.Store, cases []storeCase) {
+	t.Helper()
+	ctx := ctxT(t)
+	errs := make([]error, len(cases))
+	var wg sync.WaitGroup
+	for i := range cases {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _, errs[i] = s.StoreMessage(ctx, cases[i].m)
+		}()
+	}
+	wg.Wait()
+	for i, c := range cases {
+		if c.want == nil && errs[i] != nil {
+			t.Errorf("case %d (%s): %v", i, c.m.CID, errs[i])
+		}
+		if c.want != nil && !errors.Is(errs[i], c.want) {
+			t.Errorf("case %d (%s): %v, want %v", i, c.m.CID, errs[i], c.want)
+		}
 	}
 }

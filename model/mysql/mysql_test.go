@@ -73,15 +73,8 @@ func newNamedDB(t testing.TB) (name, dsn string) {
 // a's messages to b with a given cid.
 func directSender(t *testing.T, s model.Store) (model.User, func(cid string) model.NewMessage) {
 	t.Helper()
-	ctx := context.Background()
-	a, err := s.CreateUser(ctx, "a", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := s.CreateUser(ctx, "b", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	us := storetest.MustUsers(t, s, "a", "b")
+	a, b := us[0], us[1]
 	return a, func(cid string) model.NewMessage {
 		return model.NewMessage{Conv: model.Direct(a.ID, b.ID), From: a.ID, FromName: "a", Body: "x", CID: cid}
 	}

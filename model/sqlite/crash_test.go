@@ -15,6 +15,7 @@ import (
 
 	"clusterchat/model"
 	"clusterchat/model/sqlite"
+	"clusterchat/model/storetest"
 )
 
 // The crash test runs this test binary again as a child (crashChildEnv set)
@@ -75,14 +76,8 @@ func TestSIGKILLLosesNoAcknowledgedMessage(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "chat.db")
 	s := open(t, path)
-	a, err := s.CreateUser(ctx, "a", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := s.CreateUser(ctx, "b", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	us := storetest.MustUsers(t, s, "a", "b")
+	a, b := us[0], us[1]
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

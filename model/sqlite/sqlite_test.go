@@ -192,14 +192,8 @@ func TestTwoStoresOneFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "chat.db")
 	s1 := open(t, path)
 	s2 := open(t, path)
-	a, err := s1.CreateUser(ctx, "a", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := s1.CreateUser(ctx, "b", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	us := storetest.MustUsers(t, s1, "a", "b")
+	a, b := us[0], us[1]
 	g, err := s1.CreateGroup(ctx, a.ID, "g", "")
 	if err != nil {
 		t.Fatal(err)

@@ -63,6 +63,17 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
+// MustUsers creates a user of each name in s (test helper for the stores'
+// own tests).
+func MustUsers(t *testing.T, s model.Store, names ...string) []model.User {
+	t.Helper()
+	us := make([]model.User, len(names))
+	for i, n := range names {
+		us[i] = mustUser(t, s, n)
+	}
+	return us
+}
+
 func mustUser(t *testing.T, s model.Store, name string) model.User {
 	t.Helper()
 	u, err := s.CreateUser(ctxT(t), name, []byte("hash-of-"+name))

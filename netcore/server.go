@@ -16,6 +16,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// DefaultLoops is the number of event loops of a server whose
+// Options.Loops is 0: one per CPU.
+func DefaultLoops() int { return runtime.NumCPU() }
+
 // Options configures a Server. Callbacks run on the connection's event
 // loop: they must not block (hand blocking work to an Executor), and they
 // are called one at a time per connection.
@@ -23,7 +27,7 @@ type Options struct {
 	// Addr is the listen address, "host:port" without scheme (port 0 picks
 	// a free port; see Server.Addr). Required.
 	Addr string
-	// Loops is the number of event loops; default runtime.NumCPU(). Each
+	// Loops is the number of event loops; default DefaultLoops(). Each
 	// loop waits in a blocking epoll_wait(2), which keeps its P until the
 	// runtime's sysmon takes it back: a program whose handlers wait on the
 	// runtime's own network poller (database or Redis clients) should run
@@ -115,7 +119,7 @@ func NewServer(opts Options) (*Server, error) {
 		return nil, fmt.Errorf("netcore: Options.Addr %q: %w", opts.Addr, err)
 	}
 	if opts.Loops <= 0 {
-		opts.Loops = runtime.NumCPU()
+		opts.Loops = DefaultLoops()
 	}
 	if opts.MaxFrame <= 0 {
 		opts.MaxFrame = DefaultMaxFrame

@@ -45,11 +45,11 @@ type gcPolicy struct {
 // >= 1. An empty value means the GOGC environment variable if it is set
 // (the runtime already applied it), else "auto".
 func parseGCPolicy(s string) (gcPolicy, bool, error) {
-	s = strings.TrimSpace(s)
+	s, fromEnv := runtimeSetting(s, "GOGC")
 	switch {
-	case s == "" && os.Getenv("GOGC") != "":
+	case fromEnv:
 		return gcPolicy{}, false, nil // GOGC as the runtime read it
-	case s == "" || s == "auto":
+	case s == "auto":
 		return gcPolicy{auto: true}, true, nil
 	case s == "off":
 		return gcPolicy{percent: -1}, true, nil
@@ -59,6 +59,21 @@ func parseGCPolicy(s string) (gcPolicy, bool, error) {
 		return gcPolicy{}, false, fmt.Errorf("runtime.gc_percent = %q: want auto, off or an integer >= 1", s)
 	}
 	return gcPolicy{percent: n}, true, nil
+}
+
+// runtimeSetting normalises a runtime.* setting whose empty value defers
+// to the runtime's environment variable env: fromEnv when s is empty and
+// env is set (the runtime already applied it), else s trimmed, "auto" when
+// empty.
+func runtimeSetting(s, env string) (value string, fromEnv bool) {
+	s = strings.TrimSpace(s)
+	if s == "" && os.Getenv(env) != "" {
+		return "", true
+	}
+	if s == "" {
+		s = "auto"
+	}
+	return s, false
 }
 
 // parseMemoryLimit reads runtime.memory_limit: bytes with an optional

@@ -46,6 +46,7 @@ import (
 	"clusterchat/model"
 	"clusterchat/model/mysql"
 	"clusterchat/model/sqlite"
+	"clusterchat/netcore"
 )
 
 func main() {
@@ -163,7 +164,7 @@ func run(args []string) error {
 	}
 	loops := cfg.Loops
 	if loops <= 0 {
-		loops = runtime.NumCPU() // netcore's default
+		loops = netcore.DefaultLoops()
 	}
 	networked := !strings.HasPrefix(v.GetString("store"), "sqlite:") || v.GetString("bus") != "memory"
 	procs, err := parseProcs(v.GetString("runtime.procs"), runtime.GOMAXPROCS(0), loops, networked)

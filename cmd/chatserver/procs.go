@@ -2,9 +2,7 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"strconv"
-	"strings"
 )
 
 // Processor policy (setting runtime.procs).
@@ -38,13 +36,11 @@ import (
 // defaultProcs is the runtime's own default, loops the server's event
 // loops, networked whether the store or the bus is a network service.
 func parseProcs(s string, defaultProcs, loops int, networked bool) (int, error) {
-	s = strings.TrimSpace(s)
+	s, fromEnv := runtimeSetting(s, "GOMAXPROCS")
 	switch {
-	case s == "" && os.Getenv("GOMAXPROCS") != "":
+	case fromEnv || (s == "auto" && !networked):
 		return 0, nil
-	case (s == "" || s == "auto") && !networked:
-		return 0, nil
-	case s == "" || s == "auto":
+	case s == "auto":
 		return defaultProcs + loops, nil
 	}
 	n, err := strconv.Atoi(s)

@@ -505,17 +505,9 @@ func (s *Store) checkFriends(ctx context.Context, r runner, reqs []*msgReq, resu
 			b.ids = append(b.ids, p[0], p[1])
 		}
 	}
-	for ids := b.ids; len(ids) > 0; {
-		n, size := padded(len(ids) / 2)
-		b.args = b.args[:0]
-		for i := range chunkSizes[size] {
-			j := 2 * min(i, n-1)
-			b.args = append(b.args, ids[j], ids[j+1])
-		}
-		if err := scanFriends(ctx, r, s.bsql.friends[size], b.args, b.pairs); err != nil {
-			return err
-		}
-		ids = ids[2*n:]
+	var err error
+	if b.args, err = s.readPairs(ctx, r, b.ids, b.args, b.pairs); err != nil {
+		return err
 	}
 	for i, q := range reqs {
 		if q.acks == nil && q.m.FriendsOnly && q.k.g == 0 && b.pairs[[2]int64{q.k.a, q.k.b}] != stateFriends {

@@ -97,21 +97,17 @@ func (s *Store) friendReader() {
 // SELECT; seen is scratch space.
 func (s *Store) readFriends(batch []*friendReq, seen map[[2]int64]int8) {
 	clear(seen)
-	args := make([]any, 0, 2*len(batch))
+	ids := make([]int64, 0, 2*len(batch))
 	for _, q := range batch {
 		k := [2]int64{q.a, q.b}
 		if _, dup := seen[k]; !dup {
 			seen[k] = 0
-			args = append(args, q.a, q.b)
+			ids = append(ids, q.a, q.b)
 		}
-	}
-	n, size := padded(len(args) / 2)
-	for len(args) < 2*chunkSizes[size] { // repeat the last pair
-		args = append(args, args[2*n-2], args[2*n-1])
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.TxTimeout)
 	defer cancel()
-	err := scanFriends(ctx, runner{c: s.rs}, s.bsql.friends[size], args, seen)
+	_, err := s.readPairs(ctx, runner{c: s.rs}, ids, nil, seen)
 	for _, q := range batch {
 		if err != nil {
 			q.res <- friendRes{err: err}
@@ -119,6 +115,26 @@ func (s *Store) readFriends(batch []*friendReq, seen map[[2]int64]int8) {
 		}
 		q.res <- friendRes{ok: seen[[2]int64{q.a, q.b}] == stateFriends}
 	}
+}
+
+// readPairs reads the friendship states of the pairs in ids (a, b after
+// one another, a < b, each pair once) on r into seen, with one SELECT per
+// chunk padded to its prepared size by repeating the last pair. args is
+// scratch space, returned for reuse.
+func (s *Store) readPairs(ctx context.Context, r runner, ids []int64, args []any, seen map[[2]int64]int8) ([]any, error) {
+	for len(ids) > 0 {
+		n, size := padded(len(ids) / 2)
+		args = args[:0]
+		for i := range chunkSizes[size] {
+			j := 2 * min(i, n-1)
+			args = append(args, ids[j], ids[j+1])
+		}
+		if err := scanFriends(ctx, r, s.bsql.friends[size], args, seen); err != nil {
+			return args, err
+		}
+		ids = ids[2*n:]
+	}
+	return args, nil
 }
 
 // scanFriends runs query, a multi-pair SELECT of friends, with args on r

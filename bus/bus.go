@@ -29,14 +29,6 @@ type Handler func(userID int64, payload []byte)
 // receives what other nodes publish to that user; it never receives what it
 // published itself (the envelope names the origin node). All methods are
 // safe for concurrent use.
-// DropCounter is implemented by a Bus whose delivery queue drops payloads
-// when the handler falls behind (the bus is a doorbell: a dropped push is
-// found again by the offline push or HISTORY, PROTOCOL.md §6).
-type DropCounter interface {
-	// DroppedPayloads is the number of payloads dropped so far.
-	DroppedPayloads() uint64
-}
-
 type Bus interface {
 	// Subscribe starts delivery of userID's payloads to the handler. Calls
 	// are counted: delivery stops after as many Unsubscribe calls. A call
@@ -54,6 +46,14 @@ type Bus interface {
 	Online(ctx context.Context, userIDs []int64) ([]bool, error)
 	// Close stops delivery and releases resources.
 	Close() error
+}
+
+// DropCounter is implemented by a Bus whose delivery queue drops payloads
+// when the handler falls behind (the bus is a doorbell: a dropped push is
+// found again by the offline push or HISTORY, PROTOCOL.md §6).
+type DropCounter interface {
+	// DroppedPayloads is the number of payloads dropped so far.
+	DroppedPayloads() uint64
 }
 
 // Options are common to every implementation.

@@ -13,6 +13,7 @@ package memory
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"clusterchat/bus"
@@ -84,7 +85,10 @@ type Bus struct {
 	closed bool
 }
 
-var _ bus.Bus = (*Bus)(nil)
+var (
+	_ bus.Bus         = (*Bus)(nil)
+	_ bus.DropCounter = (*Bus)(nil)
+)
 
 // Stats are a node's delivery counters.
 type Stats struct {
@@ -205,7 +209,7 @@ func (b *Bus) Close() error {
 		b.subs = nil
 		for i, node := range h.nodes {
 			if node == b {
-				h.nodes = append(h.nodes[:i], h.nodes[i+1:]...)
+				h.nodes = slices.Delete(h.nodes, i, i+1) // clears the freed slot too
 				break
 			}
 		}

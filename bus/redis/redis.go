@@ -144,7 +144,10 @@ type Bus struct {
 	own, malformed, reconnects, resyncs atomic.Uint64
 }
 
-var _ bus.Bus = (*Bus)(nil)
+var (
+	_ bus.Bus         = (*Bus)(nil)
+	_ bus.DropCounter = (*Bus)(nil)
+)
 
 // New connects to the Redis at url ("redis://HOST:PORT/DB", also rediss://
 // and unix://) and returns a node once its subscription connection is up.

@@ -19,9 +19,6 @@ type sqlDriver struct {
 	// extra DSN parameters of the driver's own (beside the common ones)
 	params map[string]string
 	code   func(error) (int, bool)
-	// pre and post are pragmas run on the writer's connection before and
-	// after the common ones.
-	pre, post []string
 	// insertRows is the dialect's MaxInsertRows.
 	insertRows int
 }

@@ -137,8 +137,7 @@ func open(ctx context.Context, path string, opts Options, drv sqlDriver) (*Store
 	}
 	wq.Set("_synchronous", syncMode)
 	wq.Set("_txlock", "immediate")
-	wp := append(drv.pre[:len(drv.pre):len(drv.pre)],
-		// (After the page size, which a new file takes until WAL is on.)
+	wp := []string{
 		"PRAGMA journal_mode = WAL",
 		// A multi-row INSERT keeps a statement journal (to undo the
 		// statement when a row breaks a key); in memory, not in a
@@ -148,7 +147,7 @@ func open(ctx context.Context, path string, opts Options, drv sqlDriver) (*Store
 		// other connection writes); 64 MiB rather than SQLite's 2 MiB keeps
 		// the hot leaves of many conversations without re-reading them.
 		"PRAGMA cache_size = -65536",
-	)
+	}
 	walLimit := opts.WALSizeLimit
 	if walLimit == 0 {
 		walLimit = 64 << 20
@@ -156,7 +155,6 @@ func open(ctx context.Context, path string, opts Options, drv sqlDriver) (*Store
 	if walLimit > 0 {
 		wp = append(wp, fmt.Sprintf("PRAGMA journal_size_limit = %d", walLimit))
 	}
-	wp = append(wp, drv.post...)
 	cq := url.Values{}
 	for k, v := range q {
 		cq[k] = v

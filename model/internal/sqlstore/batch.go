@@ -496,7 +496,7 @@ func (s *Store) readConvRows(ctx context.Context, r runner, stmts []string, what
 func (s *Store) checkFriends(ctx context.Context, r runner, reqs []*msgReq, results []msgRes, b *batchState) error {
 	b.ids = b.ids[:0]
 	for _, q := range reqs {
-		if q.acks != nil || !q.m.FriendsOnly || q.k.g != 0 {
+		if !q.friendsOnly() {
 			continue
 		}
 		p := [2]int64{q.k.a, q.k.b}
@@ -510,7 +510,7 @@ func (s *Store) checkFriends(ctx context.Context, r runner, reqs []*msgReq, resu
 		return err
 	}
 	for i, q := range reqs {
-		if q.acks == nil && q.m.FriendsOnly && q.k.g == 0 && b.pairs[[2]int64{q.k.a, q.k.b}] != stateFriends {
+		if q.friendsOnly() && b.pairs[[2]int64{q.k.a, q.k.b}] != stateFriends {
 			results[i] = msgRes{err: fmt.Errorf("users %d and %d are not friends: %w", q.k.a, q.k.b, model.ErrForbidden)}
 		}
 	}

@@ -41,6 +41,12 @@ type msgReq struct {
 	res  chan msgRes // buffered: the writer never blocks on it
 }
 
+// friendsOnly reports whether req is a direct message to store only
+// between friends (NewMessage.FriendsOnly).
+func (req *msgReq) friendsOnly() bool {
+	return req.acks == nil && req.m.FriendsOnly && req.k.g == 0
+}
+
 type ackItem struct {
 	k   key
 	seq int64

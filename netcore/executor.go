@@ -13,8 +13,9 @@ import (
 // ExecutorOptions configures an Executor.
 type ExecutorOptions struct {
 	// Workers is the most goroutines the Executor runs tasks on; default
-	// 4 * runtime.GOMAXPROCS(0). They are started when there is work for
-	// them and stop after IdleTimeout without any.
+	// 4 * runtime.NumCPU() (the cores, not GOMAXPROCS, which a server may
+	// raise above them for its event loops). They are started when there
+	// is work for them and stop after IdleTimeout without any.
 	Workers int
 	// QueueLen is the most tasks one Queue may hold (waiting or running);
 	// default 256.
@@ -74,7 +75,7 @@ type Queue struct {
 // Any goroutine.
 func NewExecutor(opts ExecutorOptions) *Executor {
 	if opts.Workers <= 0 {
-		opts.Workers = 4 * runtime.GOMAXPROCS(0)
+		opts.Workers = 4 * runtime.NumCPU()
 	}
 	if opts.QueueLen <= 0 {
 		opts.QueueLen = 256

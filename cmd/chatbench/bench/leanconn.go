@@ -49,9 +49,8 @@ type leanConn struct {
 	wset time.Time  // goroutine mode: when chatbench last set the write deadline (under wmu)
 	cwdl time.Time  // poll mode: the client library's write deadline (under wmu)
 
-	// Poll mode (pollSet): the socket's own descriptor, read by poll.
+	// Poll mode (pollSet): the socket's own descriptor, read by a poller.
 	fd           int // -1 in goroutine mode
-	poll         *poller
 	laddr, raddr net.Addr
 	fdmu         sync.RWMutex // read-held around each write(2), so fd is not closed (and reused) meanwhile
 	fdClosed     bool         // under fdmu
@@ -161,13 +160,22 @@ func (lc *leanConn) Close() error {
 	lc.closed = true
 	lc.cond.Broadcast()
 	lc.mu.Unlock()
-	lc.abort()
+	lc.abort(nil)
 	<-lc.done
 	return nil
 }
 
-// abort ends the connection (the reader then stops).
-func (lc *leanConn) abort() {
+// abort ends the connection (the reader then stops); a non-nil err is why,
+// and becomes the connection's error (what the client library's Read
+// returns) unless it already has one.
+func (lc *leanConn) abort(err error) {
+	if err != nil {
+		lc.mu.Lock()
+		if lc.err == nil && !lc.closed {
+			lc.err = err
+		}
+		lc.mu.Unlock()
+	}
 	if lc.nc == nil {
 		lc.shutdown()
 		return

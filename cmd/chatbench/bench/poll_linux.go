@@ -138,7 +138,6 @@ func (ps *pollSet) add(lc *leanConn, nc net.Conn, key int) bool {
 	tc.Close()
 	lc.fd = fd
 	p := ps.polls[key%len(ps.polls)]
-	lc.poll = p
 	lc.shard = p.id
 	p.mu.Lock()
 	p.setConn(fd, lc)

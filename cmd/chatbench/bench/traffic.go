@@ -436,8 +436,9 @@ func (r *run) sendLoop(ctx context.Context, s *sender, body string, start, end t
 			return
 		}
 		if err := s.u.lc.writeFrames(batch); err != nil {
-			// The reader then ends too and fails the outstanding sends.
-			s.u.lc.abort()
+			// The reader then ends too and fails the outstanding sends;
+			// the connection keeps err as its cause.
+			s.u.lc.abort(err)
 		}
 		batch = batch[:0]
 	}

@@ -47,9 +47,16 @@ func (b *Bus) Publish(ctx context.Context, userIDs []int64, payload []byte) erro
 	}
 	req := &pubReq{ctx: ctx, users: userIDs, env: b.envelope(payload), done: make(chan error, 1)}
 	b.pubMu.Lock()
+	if b.pubDone {
+		b.pubMu.Unlock()
+		return fmt.Errorf("bus/redis: publish to %d users: %w", len(userIDs), bus.ErrClosed)
+	}
 	b.pubQueue = append(b.pubQueue, req)
 	lead := !b.pubBusy
 	b.pubBusy = true
+	if lead {
+		b.wg.Add(1) // under pubMu: before Close's wg.Wait, or not at all
+	}
 	b.pubMu.Unlock()
 	if lead {
 		// The pipeline runs on its own goroutine so that this call, like
@@ -75,8 +82,9 @@ type pubReq struct {
 }
 
 // flushPublishes sends the queued calls in pipelines, one at a time, until
-// the queue is empty.
+// the queue is empty. Close waits for it.
 func (b *Bus) flushPublishes() {
+	defer b.wg.Done()
 	for {
 		b.pubMu.Lock()
 		if len(b.pubQueue) == 0 {
@@ -104,6 +112,10 @@ func (b *Bus) execPublishes(batch []*pubReq) {
 	var deadline time.Time
 	unbounded := false
 	for _, r := range batch {
+		if b.ctx.Err() != nil { // Close
+			r.done <- fmt.Errorf("bus/redis: publish to %d users: %w", len(r.users), bus.ErrClosed)
+			continue
+		}
 		if err := r.ctx.Err(); err != nil {
 			r.done <- fmt.Errorf("bus/redis: publish to %d users: %w", len(r.users), err)
 			continue
@@ -136,6 +148,9 @@ func (b *Bus) execPublishes(batch []*pubReq) {
 		var err error
 		for i, c := range r.cmds {
 			if cerr := c.Err(); cerr != nil {
+				if b.ctx.Err() != nil { // Close cancelled the pipeline
+					cerr = bus.ErrClosed
+				}
 				if len(r.users) == 1 {
 					err = fmt.Errorf("bus/redis: publish to user %d: %w", r.users[i], cerr)
 				} else {

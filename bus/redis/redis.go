@@ -136,7 +136,8 @@ type Bus struct {
 	pubMu    sync.Mutex
 	pubQueue []*pubReq // Publish calls waiting for the next pipeline
 	pubSpare []*pubReq // the last batch's slice, reused
-	pubBusy  bool      // a pipeline is being sent (flushPublishes runs)
+	pubBusy  bool      // a pipeline is being sent (flushPublishes runs, counted in wg)
+	pubDone  bool      // Close has begun: no new Publish is queued
 
 	lastRecv atomic.Int64 // unix ns of the last reply on ps
 	resyncCh chan struct{}
@@ -289,6 +290,9 @@ func (b *Bus) Close() error {
 	ps := b.ps
 	b.ps = nil
 	b.mu.Unlock()
+	b.pubMu.Lock()
+	b.pubDone = true // no flusher starts after wg.Wait below
+	b.pubMu.Unlock()
 
 	b.cancel()
 	if ps != nil {

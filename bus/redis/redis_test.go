@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -384,5 +385,50 @@ func TestPublishReturnsAtItsDeadline(t *testing.T) {
 	}
 	if took > 500*time.Millisecond {
 		t.Fatalf("Publish with a 50ms deadline returned after %v", took)
+	}
+}
+
+// TestPublishDuringClose: Publish calls racing Close return nil (sent) or
+// ErrClosed, never the cancelled context or a closed client, and Close
+// waits for the pipeline in flight.
+func TestPublishDuringClose(t *testing.T) {
+	r := testenv.RedisForTest(t)
+	ctx := bustest.Ctx(t)
+	b, err := busredis.New(ctx, r.URL(), busredis.Options{Options: bus.Options{Node: "b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Publish(ctx, []int64{1}, []byte("warm")); err != nil { // the pool's connection is open
+		t.Fatal(err)
+	}
+	// Redis holds the pipeline, so that Close finds it in flight.
+	raw := goredis.NewClient(&goredis.Options{Addr: r.Addr(), Protocol: 2})
+	defer raw.Close()
+	if err := raw.Do(ctx, "CLIENT", "PAUSE", "500", "ALL").Err(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs <- b.Publish(ctx, []int64{int64(i), int64(i + n)}, []byte("x"))
+		}()
+	}
+	close(start)
+	time.Sleep(50 * time.Millisecond)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil && !errors.Is(err, bus.ErrClosed) {
+			t.Fatalf("Publish during Close: %v, want nil or ErrClosed", err)
+		}
 	}
 }

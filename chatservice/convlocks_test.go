@@ -11,24 +11,25 @@ import (
 func TestConvLocks(t *testing.T) {
 	var l convLocks
 	a, b := model.Direct(1, 2), model.Direct(3, 4)
+	// lockOnce takes and releases c's lock on a goroutine; the channel
+	// closes when it has.
+	lockOnce := func(c model.Conv) <-chan struct{} {
+		done := make(chan struct{})
+		go func() {
+			l.unlock(c, l.lock(c))
+			close(done)
+		}()
+		return done
+	}
 	ka := l.lock(a)
 	// Another conversation is not held up by a.
-	done := make(chan struct{})
-	go func() {
-		l.unlock(b, l.lock(b))
-		close(done)
-	}()
 	select {
-	case <-done:
+	case <-lockOnce(b):
 	case <-time.After(5 * time.Second):
 		t.Fatal("a lock of another conversation waited")
 	}
 	// The same conversation is.
-	got := make(chan struct{})
-	go func() {
-		l.unlock(a, l.lock(a))
-		close(got)
-	}()
+	got := lockOnce(a)
 	select {
 	case <-got:
 		t.Fatal("two holders of one conversation's lock")

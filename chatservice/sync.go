@@ -2,12 +2,17 @@ package chatservice
 
 import (
 	"sync"
+	"time"
 
 	"github.com/tidwall/gjson"
 
 	"clusterchat/chatservice/protocol"
 	"clusterchat/model"
 )
+
+// lateWindow is how long an opened gate goes on leaving out live pushes
+// of messages the offline push sent.
+const lateWindow = 10 * time.Second
 
 // maxHeld bounds the live pushes a session holds while its offline push
 // runs; past it they are dropped (counted), and the client fills the gap
@@ -23,7 +28,9 @@ const maxHeld = 10000
 // before the login may reach the new session after the offline push sent
 // it. So an opened gate goes on leaving out, per conversation, messages at
 // or below the seq the offline push sent, until the conversation's first
-// newer push.
+// newer push, or until lateWindow has passed: a push that late is no
+// longer one the offline push raced with, and a conversation that goes
+// quiet must not keep the session off the fast path for good.
 type pushGate struct {
 	mu     sync.Mutex
 	closed bool
@@ -35,6 +42,7 @@ type gateState struct {
 	held    [][]byte // while closed
 	dropped int
 	sent    map[model.Conv]int64 // after opening: the offline push's last seq per conversation
+	until   time.Time            // after opening: when the filter ends (lateWindow)
 }
 
 // deliver sends frame now, or holds a copy of it while the gate is closed
@@ -59,7 +67,9 @@ func (g *pushGate) deliver(conn transport, frame []byte) bool {
 		g.x.held = append(g.x.held, append([]byte(nil), frame...))
 		return true
 	}
-	if conv, seq, ok := messageKey(frame); ok {
+	if time.Now().After(g.x.until) {
+		g.x = nil // the late pushes have all come
+	} else if conv, seq, ok := messageKey(frame); ok {
 		if last, filtered := g.x.sent[conv]; filtered {
 			if seq <= last {
 				return true // the offline push sent it
@@ -94,7 +104,7 @@ func (g *pushGate) open(conn transport, sent map[model.Conv]int64) (dropped int)
 	x := g.x
 	g.x = nil
 	if len(sent) > 0 {
-		g.x = &gateState{sent: sent}
+		g.x = &gateState{sent: sent, until: time.Now().Add(lateWindow)}
 	}
 	if x == nil {
 		return 0

@@ -64,6 +64,24 @@ func TestPushGateLeavesOutLatePushes(t *testing.T) {
 	}
 }
 
+// A conversation that goes quiet after the offline push does not keep the
+// filter (and its slow path) for good: after lateWindow it ends.
+func TestPushGateFilterEnds(t *testing.T) {
+	rec := &recorder{ctx: context.Background()}
+	var g pushGate
+	g.close()
+	g.open(rec, map[model.Conv]int64{model.Direct(1, 2): 4, model.Direct(1, 3): 7})
+	g.deliver(rec, livePush(3))
+	if len(rec.frames) != 0 || g.x == nil {
+		t.Fatalf("within the window: %d frames sent, filter %v; want 0, kept", len(rec.frames), g.x != nil)
+	}
+	g.x.until = time.Now().Add(-time.Millisecond) // the window has passed
+	g.deliver(rec, livePush(3))
+	if len(rec.frames) != 1 || g.x != nil {
+		t.Fatalf("after the window: %d frames sent, filter %v; want 1, gone", len(rec.frames), g.x != nil)
+	}
+}
+
 func TestSharedDeadlineBounds(t *testing.T) {
 	parent, cancel := context.WithCancel(context.Background())
 	const timeout = 320 * time.Millisecond

@@ -367,14 +367,7 @@ func TestPublishReturnsAtItsDeadline(t *testing.T) {
 	r := testenv.RedisForTest(t)
 	ctx := bustest.Ctx(t)
 	b := newNode(t, r.URL(), busredis.Options{Options: bus.Options{Node: "b"}})
-	if err := b.Publish(ctx, []int64{1}, []byte("warm")); err != nil { // the pool's connection is open
-		t.Fatal(err)
-	}
-	raw := goredis.NewClient(&goredis.Options{Addr: r.Addr(), Protocol: 2})
-	defer raw.Close()
-	if err := raw.Do(ctx, "CLIENT", "PAUSE", "1500", "ALL").Err(); err != nil {
-		t.Fatal(err)
-	}
+	pauseAfterWarmup(t, r, b, "1500")
 	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -398,15 +391,7 @@ func TestPublishDuringClose(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Publish(ctx, []int64{1}, []byte("warm")); err != nil { // the pool's connection is open
-		t.Fatal(err)
-	}
-	// Redis holds the pipeline, so that Close finds it in flight.
-	raw := goredis.NewClient(&goredis.Options{Addr: r.Addr(), Protocol: 2})
-	defer raw.Close()
-	if err := raw.Do(ctx, "CLIENT", "PAUSE", "500", "ALL").Err(); err != nil {
-		t.Fatal(err)
-	}
+	pauseAfterWarmup(t, r, b, "500") // Redis holds the pipeline, so that Close finds it in flight
 	const n = 200
 	errs := make(chan error, n)
 	start := make(chan struct{})
@@ -430,5 +415,20 @@ func TestPublishDuringClose(t *testing.T) {
 		if err != nil && !errors.Is(err, bus.ErrClosed) {
 			t.Fatalf("Publish during Close: %v, want nil or ErrClosed", err)
 		}
+	}
+}
+
+// pauseAfterWarmup publishes once through b (so that its pool's connection
+// is open), then pauses every Redis client for ms milliseconds.
+func pauseAfterWarmup(t *testing.T, r *testenv.Redis, b *busredis.Bus, ms string) {
+	t.Helper()
+	ctx := bustest.Ctx(t)
+	if err := b.Publish(ctx, []int64{1}, []byte("warm")); err != nil {
+		t.Fatal(err)
+	}
+	raw := goredis.NewClient(&goredis.Options{Addr: r.Addr(), Protocol: 2})
+	defer raw.Close()
+	if err := raw.Do(ctx, "CLIENT", "PAUSE", ms, "ALL").Err(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -57,17 +57,20 @@ type Options struct {
 	// no wait.
 	BatchWindow time.Duration
 	// Writers is the number of batching writers, whose transactions run in
-	// parallel. Default 2: with the redo log written, not fsynced, at each
+	// parallel. Default 1: with the redo log written, not fsynced, at each
 	// commit (innodb_flush_log_at_trx_commit=2, the cluster's setting) a
-	// commit no longer waits for the disk, and fewer writers make larger
-	// batches; MariaDB's cost is per statement, not per row. Measured on
-	// the cluster (2 servers, 500 crossing pairs unpaced, 2-core box with
-	// load 10-19 from other jobs): per server 4 writers gave 23-27
-	// messages per commit, 0.33-0.38 statements and 59-65 us of mariadbd
-	// CPU per message; 2 writers 50-57, 0.19-0.22 and 50-59 us; 1 writer
-	// 66, 0.18 and 47-53 us. Two keep a batch stuck behind a row lock (a
-	// group conversation locked by the other server) from holding up all
-	// of the server's messages.
+	// commit does not wait for the disk, and MariaDB's cost is per
+	// statement and per wake-up more than per row, so fewer writers make
+	// larger batches for less. Measured on the cluster (2 servers, 500
+	// crossing pairs at 5,000 msg/s, 2-core box, 5 alternating runs each,
+	// 1 December 2026): 2 writers per server 4.6-7.3 messages per commit,
+	// mariadbd 0.59-0.64 cores, send->delivery p50 7.1-12.3 ms and p99
+	// 19.0-84.5 ms (median 30.5); 1 writer 7.1-10.1 messages per commit,
+	// 0.54-0.63 cores, p50 5.2-7.8 ms, p99 17.6-33.4 ms (median 24.7).
+	// Unpaced the two were within the noise (11.6-12.3k acks/s). A batch
+	// that waits for a row lock (a group conversation that another server
+	// is writing) holds up the server's other messages until that commit,
+	// a few milliseconds; more writers shorten that wait for the others.
 	Writers int
 	// TxTimeout bounds one batch transaction. Default 10s.
 	TxTimeout time.Duration
@@ -117,7 +120,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		opts.MaxIdleConns = opts.MaxOpenConns
 	}
 	if opts.Writers <= 0 {
-		opts.Writers = 2
+		opts.Writers = 1
 	}
 	cfg.ParseTime = false // times are stored as Unix milliseconds
 

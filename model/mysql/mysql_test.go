@@ -92,10 +92,17 @@ func open(t testing.TB, dsn string, opts mysql.Options) *mysql.Store {
 	return s
 }
 
+// TestStore runs the store suite with the default single writer and with
+// two, whose queues split the conversations (route) and whose
+// transactions run side by side.
 func TestStore(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) model.Store {
-		return open(t, newDB(t), mysql.Options{})
-	})
+	for _, writers := range []int{0, 2} { // 0: the default
+		t.Run(fmt.Sprintf("writers=%d", writers), func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) model.Store {
+				return open(t, newDB(t), mysql.Options{Writers: writers})
+			})
+		})
+	}
 }
 
 func TestOpenRejectsBadInput(t *testing.T) {

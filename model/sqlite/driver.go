@@ -21,6 +21,9 @@ type sqlDriver struct {
 	code   func(error) (int, bool)
 	// insertRows is the dialect's MaxInsertRows.
 	insertRows int
+	// writerVFS, when set, returns the VFS for the writer's connection
+	// (walbuf_cgo.go).
+	writerVFS func() (string, error)
 }
 
 // The SQLite result codes the store tells apart, from sqlite3.h (fixed by

@@ -25,6 +25,7 @@ func newDriver() sqlDriver {
 		// once: SQLite's own mutex per connection is not needed.
 		params:     map[string]string{"_mutex": "no"},
 		insertRows: 1,
+		writerVFS:  walbufVFS,
 		code: func(err error) (int, bool) {
 			var e mattn.Error
 			if errors.As(err, &e) {

@@ -18,3 +18,6 @@ func DriverName() string { return newDriver().name }
 // OpenDB opens the file at path with the build's driver, without the
 // store.
 func OpenDB(path string) *sql.DB { return newDriver().open(path) }
+
+// WALCounters returns the walbuf shim's counters (zeros without cgo).
+func WALCounters() (writes, flushes int64) { return walCounters() }

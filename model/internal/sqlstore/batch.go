@@ -72,8 +72,9 @@ import (
 //
 // What is left is SQLite itself: about two pages of WAL per message in
 // distinct conversations (the conversation's leaf of messages and the
-// sender's leaf of the (sender, cid) index), each written with two
-// pwrite(2) calls, and the B-tree work; the Go side is a few percent.
+// sender's leaf of the (sender, cid) index), written to the WAL (since the
+// walbuf shim of model/sqlite, one pwrite(2) per transaction rather than
+// two per page), and the B-tree work; the Go side is a few percent.
 //
 // On the cluster (two chatservers on one MariaDB, chatbench --scenario
 // pairs --pairs 500 --rate 0 --inflight 1 across both servers; counters of

@@ -100,7 +100,10 @@ func StartServer(ctx context.Context, opts ServerOptions) (*ServerProc, error) {
 			return nil, err
 		}
 	}
-	if opts.Admin == "" {
+	// A port just released can be handed out again: the admin port must
+	// not be the listen port picked a moment before (seen once in a test run:
+	// "admin listen ...: address already in use").
+	for opts.Admin == "" || opts.Admin == opts.Listen {
 		if opts.Admin, err = FreePort(); err != nil {
 			return nil, err
 		}

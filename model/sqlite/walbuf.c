@@ -101,6 +101,7 @@ struct wbFile {
 	sqlite3_int64 bufOff;
 	int bufLen, bufCap;
 	int commitPage; // the next write is the page of a commit frame
+	int afterRead;  // the last call was a read
 };
 
 static sqlite3_vfs wbVfs;
@@ -115,23 +116,40 @@ void walbufCounters(long long *writes, long long *flushes) {
 	*flushes = __atomic_load_n(&wbFlushes, __ATOMIC_RELAXED);
 }
 
+// wbWriteThrough passes n bytes at off to the unix VFS in chunks below
+// what one of its writes takes (it masks the length of a pwrite(2) with
+// 0x1ffff, seekAndWriteFd, and reports a write of 0 bytes as SQLITE_FULL);
+// *done is how many were written.
+static int wbWriteThrough(wbFile *p, const unsigned char *z, int n, sqlite3_int64 off, int *done) {
+	*done = 0;
+	while (*done < n) {
+		int len = n - *done < WALBUF_CHUNK ? n - *done : WALBUF_CHUNK;
+		__atomic_add_fetch(&wbFlushes, 1, __ATOMIC_RELAXED);
+		int rc = p->real->pMethods->xWrite(p->real, z + *done, len, off + *done);
+		if (rc != SQLITE_OK) {
+			return rc;
+		}
+		*done += len;
+	}
+	return SQLITE_OK;
+}
+
+// wbFlush writes out p's buffer. On failure the bytes not written stay
+// buffered (SQLite was told they were written), and the next flush tries
+// them again.
 static int wbFlush(wbFile *p) {
 	if (p->bufLen == 0) {
 		return SQLITE_OK;
 	}
-	int n = p->bufLen;
-	p->bufLen = 0;
-	// The unix VFS writes at most 0x1ffff bytes per pwrite(2), masking
-	// the length (seekAndWriteFd: nBuf &= 0x1ffff), and reports a write
-	// of 0 bytes as SQLITE_FULL: give it chunks below that.
-	for (int done = 0; done < n; done += WALBUF_CHUNK) {
-		int len = n - done < WALBUF_CHUNK ? n - done : WALBUF_CHUNK;
-		__atomic_add_fetch(&wbFlushes, 1, __ATOMIC_RELAXED);
-		int rc = p->real->pMethods->xWrite(p->real, p->buf + done, len, p->bufOff + done);
-		if (rc != SQLITE_OK) {
-			return rc;
-		}
+	int done;
+	int rc = wbWriteThrough(p, p->buf, p->bufLen, p->bufOff, &done);
+	if (rc != SQLITE_OK) {
+		memmove(p->buf, p->buf + done, p->bufLen - done);
+		p->bufOff += done;
+		p->bufLen -= done;
+		return rc;
 	}
+	p->bufLen = 0;
 	return SQLITE_OK;
 }
 
@@ -169,29 +187,15 @@ static int wbRead(sqlite3_file *f, void *z, int n, sqlite3_int64 off) {
 	if (rc != SQLITE_OK) {
 		return rc;
 	}
+	p->afterRead = p->isWal;
 	return p->real->pMethods->xRead(p->real, z, n, off);
 }
 
-static int wbWrite(sqlite3_file *f, const void *z, int n, sqlite3_int64 off) {
-	wbFile *p = (wbFile *)f;
-	if (!p->isWal) {
-		return p->real->pMethods->xWrite(p->real, z, n, off);
-	}
-	__atomic_add_fetch(&wbWrites, 1, __ATOMIC_RELAXED);
-	int rc;
-	if (p->bufLen > 0 && off != p->bufOff + p->bufLen) {
-		if ((rc = wbFlush(p)) != SQLITE_OK) {
-			return rc;
-		}
-	}
+// wbAppend adds a write to p's buffer; it returns 0 when the buffer cannot
+// take it (it would pass WALBUF_MAX, or memory ran out).
+static int wbAppend(wbFile *p, const void *z, int n, sqlite3_int64 off) {
 	if (p->bufLen + n > WALBUF_MAX) {
-		if ((rc = wbFlush(p)) != SQLITE_OK) {
-			return rc;
-		}
-		if (n > WALBUF_MAX) {
-			__atomic_add_fetch(&wbFlushes, 1, __ATOMIC_RELAXED);
-			return p->real->pMethods->xWrite(p->real, z, n, off);
-		}
+		return 0;
 	}
 	if (p->bufLen + n > p->bufCap) {
 		int cap = p->bufCap ? p->bufCap : 64 << 10;
@@ -200,11 +204,7 @@ static int wbWrite(sqlite3_file *f, const void *z, int n, sqlite3_int64 off) {
 		}
 		unsigned char *b = realloc(p->buf, cap);
 		if (!b) {
-			if ((rc = wbFlush(p)) != SQLITE_OK) {
-				return rc;
-			}
-			__atomic_add_fetch(&wbFlushes, 1, __ATOMIC_RELAXED);
-			return p->real->pMethods->xWrite(p->real, z, n, off);
+			return 0;
 		}
 		p->buf = b;
 		p->bufCap = cap;
@@ -214,19 +214,43 @@ static int wbWrite(sqlite3_file *f, const void *z, int n, sqlite3_int64 off) {
 	}
 	memcpy(p->buf + p->bufLen, z, n);
 	p->bufLen += n;
-	if (n == WAL_FRAME_HDR) {
-		const unsigned char *h = z;
-		p->commitPage = (h[4] | h[5] | h[6] | h[7]) != 0;
-		return SQLITE_OK;
+	return 1;
+}
+
+// wbWrite buffers the appends of new frames to a WAL. SQLite writes a frame
+// as its 24-byte header, then its page (walWriteOneFrame); the commit
+// frame's header has the database size in bytes 4-7, the others zero. The
+// buffer goes out after the commit frame's page, so that a failure is that
+// write's error and the frames are in the file before SQLite publishes
+// them in the wal-index. Anything else is written through after the
+// buffer: a write that does not continue it, and a write right after a
+// read (walRewriteChecksums reads each frame, then rewrites its header in
+// place, with no page write after the last).
+static int wbWrite(sqlite3_file *f, const void *z, int n, sqlite3_int64 off) {
+	wbFile *p = (wbFile *)f;
+	if (!p->isWal) {
+		return p->real->pMethods->xWrite(p->real, z, n, off);
 	}
-	if (p->commitPage) {
-		// The commit frame is complete: write the transaction out now,
-		// so that a failure is this write's error, before SQLite
-		// publishes the frames in the wal-index.
-		p->commitPage = 0;
-		return wbFlush(p);
+	__atomic_add_fetch(&wbWrites, 1, __ATOMIC_RELAXED);
+	const unsigned char *h = z;
+	int afterRead = p->afterRead;
+	int commitPage = p->commitPage && n != WAL_FRAME_HDR;
+	p->afterRead = 0;
+	p->commitPage = !afterRead && n == WAL_FRAME_HDR && (h[4] | h[5] | h[6] | h[7]) != 0;
+	int rc;
+	if (p->bufLen > 0 && (afterRead || off != p->bufOff + p->bufLen)) {
+		if ((rc = wbFlush(p)) != SQLITE_OK) {
+			return rc;
+		}
 	}
-	return SQLITE_OK;
+	if (afterRead || !wbAppend(p, z, n, off)) {
+		if ((rc = wbFlush(p)) != SQLITE_OK) {
+			return rc;
+		}
+		int done;
+		return wbWriteThrough(p, z, n, off, &done);
+	}
+	return commitPage ? wbFlush(p) : SQLITE_OK;
 }
 
 static int wbTruncate(sqlite3_file *f, sqlite3_int64 size) {
@@ -261,13 +285,16 @@ static int wbLock(sqlite3_file *f, int lock) {
 	return p->real->pMethods->xLock(p->real, lock);
 }
 
+// wbUnlock, wbShmLock and wbShmUnmap write the WAL out before the lock
+// goes (so that no other connection can take the write lock, or recover
+// the WAL, while its bytes are here), then always make the real call: a
+// lock SQLite believes released must be released. A lock being taken
+// needs no flush.
 static int wbUnlock(sqlite3_file *f, int lock) {
 	wbFile *p = (wbFile *)f;
 	int rc = p->isWal ? wbFlush(p) : wbFlushWal(p);
-	if (rc != SQLITE_OK) {
-		return rc;
-	}
-	return p->real->pMethods->xUnlock(p->real, lock);
+	int rc2 = p->real->pMethods->xUnlock(p->real, lock);
+	return rc != SQLITE_OK ? rc : rc2;
 }
 
 static int wbCheckReservedLock(sqlite3_file *f, int *out) {
@@ -299,21 +326,24 @@ static int wbShmMap(sqlite3_file *f, int pg, int pgsz, int extend, void volatile
 	return p->real->pMethods->xShmMap(p->real, pg, pgsz, extend, pp);
 }
 
+#define SQLITE_SHM_UNLOCK 1
+
 static int wbShmLock(sqlite3_file *f, int offset, int n, int flags) {
 	wbFile *p = (wbFile *)f;
-	int rc = wbFlushWal(p);
-	if (rc != SQLITE_OK) {
-		return rc;
-	}
-	return p->real->pMethods->xShmLock(p->real, offset, n, flags);
+	int rc = (flags & SQLITE_SHM_UNLOCK) ? wbFlushWal(p) : SQLITE_OK;
+	int rc2 = p->real->pMethods->xShmLock(p->real, offset, n, flags);
+	return rc != SQLITE_OK ? rc : rc2;
 }
 
 static void wbShmBarrier(sqlite3_file *f) {
 	wbFile *p = (wbFile *)f;
 	// SQLite publishes new frames in the wal-index header after this
 	// barrier, so they must be in the file by then. The commit frame's
-	// write has already flushed them (and returned any error); this is
-	// the backstop, and its error cannot be returned.
+	// page write has already flushed them and returned any error; this
+	// is the backstop, whose error cannot be returned. (With
+	// powersafe_overwrite off, which this store does not set, a commit
+	// under synchronous=FULL is split at a sector boundary and synced;
+	// the sync flushes.)
 	(void)wbFlushWal(p);
 	p->real->pMethods->xShmBarrier(p->real);
 }
@@ -321,10 +351,8 @@ static void wbShmBarrier(sqlite3_file *f) {
 static int wbShmUnmap(sqlite3_file *f, int deleteFlag) {
 	wbFile *p = (wbFile *)f;
 	int rc = wbFlushWal(p);
-	if (rc != SQLITE_OK) {
-		return rc;
-	}
-	return p->real->pMethods->xShmUnmap(p->real, deleteFlag);
+	int rc2 = p->real->pMethods->xShmUnmap(p->real, deleteFlag);
+	return rc != SQLITE_OK ? rc : rc2;
 }
 
 static int wbFetch(sqlite3_file *f, sqlite3_int64 off, int n, void **pp) {

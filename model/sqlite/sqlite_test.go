@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -314,4 +315,52 @@ func fileSize(t *testing.T, path string) int64 {
 		t.Fatal(err)
 	}
 	return fi.Size()
+}
+
+// TestWALStartsOverUnderLoad: under a steady stream of commits the WAL
+// still starts over once it holds WALRestartFrames frames (the writer
+// completes the checkpoint between batches), instead of growing to the
+// writer's backstop checkpoint (16,384 pages, 64 MiB), which it reached
+// in about a second of this load before.
+func TestWALStartsOverUnderLoad(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "chat.db")
+	s := openOpts(t, path, sqlite.Options{CheckpointInterval: 10 * time.Millisecond, WALRestartFrames: 512, WALSizeLimit: -1})
+	names := make([]string, 33)
+	for i := range names {
+		names[i] = fmt.Sprint("u", i)
+	}
+	us := storetest.MustUsers(t, s, names...)
+	stop := time.Now().Add(1500 * time.Millisecond)
+	var wg sync.WaitGroup
+	errs := make(chan error, len(us)-1)
+	var sent atomic.Int64
+	for i := 1; i < len(us); i++ { // 32 senders, each in its own conversation with u0
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; time.Now().Before(stop); k++ {
+				m := model.NewMessage{Conv: model.Direct(us[i].ID, us[0].ID), From: us[i].ID, FromName: names[i],
+					Body: strings.Repeat("x", 2000), CID: fmt.Sprint(k)}
+				if _, _, err := s.StoreMessage(ctx, m); err != nil {
+					errs <- err
+					return
+				}
+				sent.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	size := fileSize(t, path+"-wal")
+	t.Logf("%d messages in 1.5 s; the WAL file's largest size %d KiB", sent.Load(), size>>10)
+	if sent.Load() < 5000 {
+		t.Fatalf("only %d messages stored: too few to test the WAL's growth", sent.Load())
+	}
+	if size > 16<<20 {
+		t.Fatalf("the WAL grew to %d MiB under load: it did not start over", size>>20)
+	}
 }

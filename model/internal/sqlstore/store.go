@@ -117,6 +117,11 @@ type Options struct {
 	Writers int
 	// QueueSize is the capacity of the writer's queue. Default 4096.
 	QueueSize int
+	// BetweenBatches, when set, is called by each writer goroutine after
+	// each batch (its callers answered) with the writer's pool, for upkeep
+	// that must not run beside a batch; model/sqlite completes WAL
+	// checkpoints there. It must return quickly when it has nothing to do.
+	BetweenBatches func(w *sql.DB)
 	// Now returns the current time; default time.Now. Tests may fix it.
 	Now func() time.Time
 }

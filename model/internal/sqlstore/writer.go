@@ -183,6 +183,9 @@ func (s *Store) writer(reqs chan *msgReq) {
 		}
 		batch = s.gather(reqs, append(batch[:0], first), linger)
 		s.runBatch(batch, st)
+		if s.opts.BetweenBatches != nil {
+			s.opts.BetweenBatches(s.w)
+		}
 		linger = len(batch) > 1
 		clear(batch)
 	}

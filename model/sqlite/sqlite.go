@@ -106,7 +106,7 @@ type Store struct {
 	// restart is set by the checkpointer when the WAL has grown past
 	// restartFrames; the writer then completes the checkpoint between two
 	// batches (completeCheckpoint).
-	restart       *atomic.Bool
+	restart       *walRestart
 	restartFrames int
 	stop          chan struct{}
 	done          chan struct{}
@@ -204,7 +204,7 @@ func open(ctx context.Context, path string, opts Options, drv sqlDriver) (*Store
 	r := drv.open(path + "?" + q.Encode())
 	r.SetMaxOpenConns(opts.Readers)
 	r.SetMaxIdleConns(opts.Readers)
-	restart := new(atomic.Bool)
+	restart := new(walRestart)
 	so := sqlstore.Options{
 		MaxBatch:    opts.MaxBatch,
 		BatchWindow: opts.BatchWindow,
@@ -260,8 +260,10 @@ func (s *Store) checkpointer(interval time.Duration) {
 		var busy, frames, copied int
 		err := s.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
 		cancel()
-		if err == nil && frames >= s.restartFrames {
-			s.restart.Store(true)
+		if err == nil && frames >= s.restartFrames && int64(frames) != s.restart.completed.Load() {
+			// (A WAL the writer has just checkpointed completely starts
+			// over at its next transaction by itself.)
+			s.restart.want.Store(true)
 		}
 		// On an error the next tick tries again.
 	}
@@ -288,13 +290,30 @@ const restartFrames = 8192
 // pass. No batch runs beside it, so it copies every frame (unless a reader
 // still needs old ones), and the writer's next transaction starts the WAL
 // over.
-func completeCheckpoint(restart *atomic.Bool, w *sql.DB) {
-	if !restart.Load() || !restart.CompareAndSwap(true, false) {
+func completeCheckpoint(restart *walRestart, w *sql.DB) {
+	if !restart.want.CompareAndSwap(true, false) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, _ = w.ExecContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)") // the checkpointer asks again
+	var busy, frames, copied int
+	err := w.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
+	switch {
+	case err == nil && busy != 0:
+		// The checkpointer holds the checkpoint lock: try again after
+		// the next batch.
+		restart.want.Store(true)
+	case err == nil && copied == frames:
+		restart.completed.Store(int64(frames))
+	}
+	// On an error the checkpointer asks again while the WAL stays large.
+}
+
+// walRestart is the hand-off between the checkpointer and the writer
+// (completeCheckpoint).
+type walRestart struct {
+	want      atomic.Bool  // set by the checkpointer, taken by the writer
+	completed atomic.Int64 // the WAL size the writer last checkpointed completely
 }
 
 // Close stops the checkpointer, stores the queued messages and closes the

@@ -236,7 +236,11 @@ static int wbWrite(sqlite3_file *f, const void *z, int n, sqlite3_int64 off) {
 	int afterRead = p->afterRead;
 	int commitPage = p->commitPage && n != WAL_FRAME_HDR;
 	p->afterRead = 0;
-	p->commitPage = !afterRead && n == WAL_FRAME_HDR && (h[4] | h[5] | h[6] | h[7]) != 0;
+	// A commit frame's header, also one written through after a read (a
+	// one-frame commit right after the writer read a page from the WAL):
+	// its page must flush. (After walRewriteChecksums' last header this
+	// costs at most one needless flush.)
+	p->commitPage = n == WAL_FRAME_HDR && (h[4] | h[5] | h[6] | h[7]) != 0;
 	int rc;
 	if (p->bufLen > 0 && (afterRead || off != p->bufOff + p->bufLen)) {
 		if ((rc = wbFlush(p)) != SQLITE_OK) {

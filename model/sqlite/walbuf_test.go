@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -81,10 +82,11 @@ func TestWALWritesCoalesced(t *testing.T) {
 // TestWALCommitInFile: when COMMIT returns, the WAL file holds the whole
 // transaction, also when SQLite rewrites frame headers in place at the
 // commit (a transaction that spilled pages to the WAL and changed them
-// again: walRewriteChecksums) and no wal-index barrier follows (exclusive
-// locking mode keeps the wal-index in heap memory). A copy of the files
-// taken right after the commit, as a crash would leave them, must recover
-// every row.
+// again: walRewriteChecksums), and when a one-frame commit is the first
+// write after a read from the WAL; exclusive locking mode keeps the
+// wal-index in heap memory, so no barrier flushes behind the commit. A copy
+// of the files taken right after each commit, as a crash would leave them,
+// must recover it.
 func TestWALCommitInFile(t *testing.T) {
 	if sqlite.DriverName() != "mattn" {
 		t.Skip("the walbuf shim is the cgo driver's; this build uses " + sqlite.DriverName())
@@ -109,7 +111,29 @@ func TestWALCommitInFile(t *testing.T) {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	exec("PRAGMA cache_size = 10") // pages spill to the WAL mid-transaction
+	// copied opens a copy of the database and its WAL as they are now.
+	copied := func() *sql.DB {
+		t.Helper()
+		copyDir := t.TempDir()
+		for _, suffix := range []string{"", "-wal"} {
+			b, err := os.ReadFile(path + suffix)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(copyDir, "x.db"+suffix), b, 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cp := sqlite.OpenDB(filepath.Join(copyDir, "x.db"))
+		t.Cleanup(func() { _ = cp.Close() })
+		var check string
+		if err := cp.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
+			t.Fatalf("integrity_check of the copy: %q, %v", check, err)
+		}
+		return cp
+	}
+	exec("PRAGMA wal_autocheckpoint = 0") // the frames stay in the WAL
+	exec("PRAGMA cache_size = 10")        // pages spill to the WAL mid-transaction
 	exec("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
 	const rows = 400
 	exec("BEGIN")
@@ -118,28 +142,26 @@ func TestWALCommitInFile(t *testing.T) {
 	}
 	exec("UPDATE t SET v = randomblob(600)") // changes the spilled pages again
 	exec("COMMIT")
-
-	copyDir := t.TempDir()
-	for _, suffix := range []string{"", "-wal"} {
-		b, err := os.ReadFile(path + suffix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(copyDir, "x.db"+suffix), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cp := sqlite.OpenDB(filepath.Join(copyDir, "x.db"))
-	defer cp.Close()
 	var n int
-	if err := cp.QueryRowContext(ctx, "SELECT COUNT(*) FROM t").Scan(&n); err != nil {
+	if err := copied().QueryRowContext(ctx, "SELECT COUNT(*) FROM t").Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != rows {
 		t.Fatalf("the copy taken after COMMIT recovers %d rows, want %d", n, rows)
 	}
-	var check string
-	if err := cp.QueryRowContext(ctx, "PRAGMA integrity_check").Scan(&check); err != nil || check != "ok" {
-		t.Fatalf("integrity_check of the copy: %q, %v", check, err)
+
+	// A scan reads pages back from the WAL (the cache holds 10); the next
+	// commit is one frame, its header the first write after a read.
+	var total int
+	if err := conn.QueryRowContext(ctx, "SELECT SUM(length(v)) FROM t").Scan(&total); err != nil {
+		t.Fatal(err)
+	}
+	exec("UPDATE t SET v = x'0102030405' WHERE id = 0")
+	var size int
+	if err := copied().QueryRowContext(ctx, "SELECT length(v) FROM t WHERE id = 0").Scan(&size); err != nil {
+		t.Fatal(err)
+	}
+	if size != 5 {
+		t.Fatalf("the copy taken after the one-frame commit has the old row (%d bytes), want the new (5)", size)
 	}
 }

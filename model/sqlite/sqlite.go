@@ -102,15 +102,11 @@ type Options struct {
 // concurrent use.
 type Store struct {
 	*sqlstore.Store
-	ckpt *sql.DB // the checkpointer's connection, nil when off
-	// restart is set by the checkpointer when the WAL has grown past
-	// restartFrames; the writer then completes the checkpoint between two
-	// batches (completeCheckpoint).
-	restart       *walRestart
-	restartFrames int
-	stop          chan struct{}
-	done          chan struct{}
-	closeOnce     sync.Once
+	ckpt      *sql.DB     // the checkpointer's connection, nil when off
+	restart   *walRestart // the checkpointer's requests to the writer
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
 }
 
 var _ model.Store = (*Store)(nil)
@@ -204,7 +200,10 @@ func open(ctx context.Context, path string, opts Options, drv sqlDriver) (*Store
 	r := drv.open(path + "?" + q.Encode())
 	r.SetMaxOpenConns(opts.Readers)
 	r.SetMaxIdleConns(opts.Readers)
-	restart := new(walRestart)
+	if opts.WALRestartFrames <= 0 {
+		opts.WALRestartFrames = restartFrames
+	}
+	restart := &walRestart{frames: opts.WALRestartFrames}
 	so := sqlstore.Options{
 		MaxBatch:    opts.MaxBatch,
 		BatchWindow: opts.BatchWindow,
@@ -212,16 +211,13 @@ func open(ctx context.Context, path string, opts Options, drv sqlDriver) (*Store
 		Now:         opts.Now,
 	}
 	if opts.CheckpointInterval >= 0 {
-		so.BetweenBatches = func(w *sql.DB) { completeCheckpoint(restart, w) }
+		so.BetweenBatches = restart.complete
 	}
 	s, err := sqlstore.New(ctx, dialect(drv), w, r, so)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
-	if opts.WALRestartFrames <= 0 {
-		opts.WALRestartFrames = restartFrames
-	}
-	st := &Store{Store: s, restart: restart, restartFrames: opts.WALRestartFrames}
+	st := &Store{Store: s, restart: restart}
 	if opts.CheckpointInterval >= 0 {
 		interval := opts.CheckpointInterval
 		if interval == 0 {
@@ -256,16 +252,9 @@ func (s *Store) checkpointer(interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		var busy, frames, copied int
-		err := s.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
-		cancel()
-		if err == nil && frames >= s.restartFrames && int64(frames) != s.restart.completed.Load() {
-			// (A WAL the writer has just checkpointed completely starts
-			// over at its next transaction by itself.)
-			s.restart.want.Store(true)
-		}
-		// On an error the next tick tries again.
+		if _, frames, _, err := passiveCheckpoint(s.ckpt); err == nil {
+			s.restart.check(frames)
+		} // on an error the next tick tries again
 	}
 }
 
@@ -284,36 +273,54 @@ func (s *Store) checkpointer(interval time.Duration) {
 // against 26.3-30.4 ms (median 28.5) before.
 const restartFrames = 8192
 
-// completeCheckpoint runs on the writer's goroutine between batches: when
-// the checkpointer has asked for it, a passive checkpoint on the writer's
-// own connection copies the few frames written since the checkpointer's
-// pass. No batch runs beside it, so it copies every frame (unless a reader
-// still needs old ones), and the writer's next transaction starts the WAL
-// over.
-func completeCheckpoint(restart *walRestart, w *sql.DB) {
-	if !restart.want.CompareAndSwap(true, false) {
-		return
-	}
+// passiveCheckpoint runs a PASSIVE checkpoint on db and returns SQLite's
+// answer: busy (another checkpoint held the lock), the WAL's frames, and
+// how many of them are now in the database file.
+func passiveCheckpoint(db *sql.DB) (busy, frames, copied int, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	var busy, frames, copied int
-	err := w.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
+	err = db.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &frames, &copied)
+	return busy, frames, copied, err
+}
+
+// walRestart is the hand-off between the checkpointer (check) and the
+// writer (complete).
+type walRestart struct {
+	frames    int          // the WAL size from which the writer is asked
+	want      atomic.Bool  // set by the checkpointer, taken by the writer
+	completed atomic.Int64 // the WAL size the writer last checkpointed completely
+}
+
+// check asks the writer to complete the checkpoint when the WAL holds
+// frames of at least r.frames, unless it is the WAL the writer has just
+// checkpointed completely (which starts over at its next transaction by
+// itself).
+func (r *walRestart) check(frames int) {
+	if frames >= r.frames && int64(frames) != r.completed.Load() {
+		r.want.Store(true)
+	}
+}
+
+// complete runs on the writer's goroutine between batches
+// (sqlstore.Options.BetweenBatches): when the checkpointer has asked, a
+// passive checkpoint on the writer's own connection copies the few frames
+// written since the checkpointer's pass. No batch runs beside it, so it
+// copies every frame (unless a reader still needs old ones), and the
+// writer's next transaction starts the WAL over.
+func (r *walRestart) complete(w *sql.DB) {
+	if !r.want.CompareAndSwap(true, false) {
+		return
+	}
+	busy, frames, copied, err := passiveCheckpoint(w)
 	switch {
 	case err == nil && busy != 0:
 		// The checkpointer holds the checkpoint lock: try again after
 		// the next batch.
-		restart.want.Store(true)
+		r.want.Store(true)
 	case err == nil && copied == frames:
-		restart.completed.Store(int64(frames))
+		r.completed.Store(int64(frames))
 	}
 	// On an error the checkpointer asks again while the WAL stays large.
-}
-
-// walRestart is the hand-off between the checkpointer and the writer
-// (completeCheckpoint).
-type walRestart struct {
-	want      atomic.Bool  // set by the checkpointer, taken by the writer
-	completed atomic.Int64 // the WAL size the writer last checkpointed completely
 }
 
 // Close stops the checkpointer, stores the queued messages and closes the

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"clusterchat/model"
 	"clusterchat/model/sqlite"
 	"clusterchat/model/storetest"
@@ -333,30 +335,24 @@ func TestWALStartsOverUnderLoad(t *testing.T) {
 	us := storetest.MustUsers(t, s, names...)
 	const total = 20000
 	deadline := time.Now().Add(60 * time.Second)
-	var wg sync.WaitGroup
-	errs := make(chan error, len(us)-1)
+	var g errgroup.Group
 	var sent atomic.Int64
 	for i := 1; i < len(us); i++ { // 32 senders, each in its own conversation with u0
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			for k := 0; sent.Add(1) <= total; k++ {
 				if time.Now().After(deadline) {
-					errs <- fmt.Errorf("%d messages not stored in 60 s", total)
-					return
+					return fmt.Errorf("%d messages not stored in 60 s", total)
 				}
 				m := model.NewMessage{Conv: model.Direct(us[i].ID, us[0].ID), From: us[i].ID, FromName: names[i],
 					Body: strings.Repeat("x", 2000), CID: fmt.Sprint(k)}
 				if _, _, err := s.StoreMessage(ctx, m); err != nil {
-					errs <- err
-					return
+					return err
 				}
 			}
-		}()
+			return nil
+		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
 	size := fileSize(t, path+"-wal")

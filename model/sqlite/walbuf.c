@@ -107,7 +107,7 @@ struct wbFile {
 static sqlite3_vfs wbVfs;
 static sqlite3_vfs *wbReal;
 
-// Counters for tests and stats (walbuf_cgo.go): writes SQLite made to
+// Counters for tests (walbuf_cgo.go): writes SQLite made to
 // WAL files through this VFS, and writes passed on to the file system.
 static long long wbWrites, wbFlushes;
 
@@ -162,6 +162,11 @@ static int wbFlushOwn(wbFile *p) {
 // operations after which another connection may read the frames.
 static int wbFlushWal(wbFile *p) {
 	return p->wal ? wbFlush(p->wal) : SQLITE_OK;
+}
+
+// wbFlushAny writes out p's buffer (a WAL) or its WAL's (a database file).
+static int wbFlushAny(wbFile *p) {
+	return p->isWal ? wbFlush(p) : wbFlushWal(p);
 }
 
 static int wbClose(sqlite3_file *f) {
@@ -268,7 +273,7 @@ static int wbTruncate(sqlite3_file *f, sqlite3_int64 size) {
 
 static int wbSync(sqlite3_file *f, int flags) {
 	wbFile *p = (wbFile *)f;
-	int rc = p->isWal ? wbFlush(p) : wbFlushWal(p);
+	int rc = wbFlushAny(p);
 	if (rc != SQLITE_OK) {
 		return rc;
 	}
@@ -296,7 +301,7 @@ static int wbLock(sqlite3_file *f, int lock) {
 // needs no flush.
 static int wbUnlock(sqlite3_file *f, int lock) {
 	wbFile *p = (wbFile *)f;
-	int rc = p->isWal ? wbFlush(p) : wbFlushWal(p);
+	int rc = wbFlushAny(p);
 	int rc2 = p->real->pMethods->xUnlock(p->real, lock);
 	return rc != SQLITE_OK ? rc : rc2;
 }

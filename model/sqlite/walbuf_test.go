@@ -1,3 +1,8 @@
+//go:build cgo
+
+// The walbuf shim is the cgo driver's (mattn/go-sqlite3); a build without
+// cgo uses modernc.org/sqlite and has no shim to test.
+
 package sqlite_test
 
 import (
@@ -7,8 +12,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
+
+	"golang.org/x/sync/errgroup"
 
 	"clusterchat/model"
 	"clusterchat/model/sqlite"
@@ -21,9 +27,6 @@ import (
 // the shim reads every message. The bodies make a batch's frames larger
 // than one write of the unix VFS (128 KiB), which the shim must split.
 func TestWALWritesCoalesced(t *testing.T) {
-	if sqlite.DriverName() != "mattn" {
-		t.Skip("the walbuf shim is the cgo driver's; this build uses " + sqlite.DriverName())
-	}
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "chat.db")
 	s := openOpts(t, path, sqlite.Options{CheckpointInterval: -1})
@@ -31,22 +34,15 @@ func TestWALWritesCoalesced(t *testing.T) {
 	a, b := us[0], us[1]
 	w0, f0 := sqlite.WALCounters()
 	const n = 200
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
+	var g errgroup.Group
 	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			_, _, err := s.StoreMessage(ctx, model.NewMessage{Conv: model.Direct(a.ID, b.ID), From: a.ID, FromName: "a", Body: fmt.Sprint(i, strings.Repeat("x", 2000)), CID: fmt.Sprint("c", i)})
-			errs <- err
-		}()
+			return err
+		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
 	}
 	w1, f1 := sqlite.WALCounters()
 	writes, flushes := w1-w0, f1-f0
@@ -88,9 +84,6 @@ func TestWALWritesCoalesced(t *testing.T) {
 // of the files taken right after each commit, as a crash would leave them,
 // must recover it.
 func TestWALCommitInFile(t *testing.T) {
-	if sqlite.DriverName() != "mattn" {
-		t.Skip("the walbuf shim is the cgo driver's; this build uses " + sqlite.DriverName())
-	}
 	ctx := context.Background()
 	dir := t.TempDir()
 	path := filepath.Join(dir, "x.db")

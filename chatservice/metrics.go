@@ -9,6 +9,7 @@ import (
 
 	"clusterchat/bus"
 	"clusterchat/chatservice/protocol"
+	"clusterchat/model"
 )
 
 // Metrics are the service's Prometheus metrics, on a registry of its own
@@ -63,10 +64,90 @@ func (m *Metrics) bind(s *Service) {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chat_bytes_out_total", Help: "Bytes sent."},
 			func() float64 { return float64(s.server.Stats().BytesOut) }),
 	)
+	if c := newStoreCollector(s.store); c != nil {
+		m.Registry.MustRegister(c)
+	}
 	if d, ok := s.bus.(bus.DropCounter); ok {
 		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "chat_bus_dropped_total",
 			Help: "Pushes from the bus dropped because its delivery queue was full (clients fill the gap with HISTORY)."},
 			func() float64 { return float64(d.DroppedPayloads()) }))
+	}
+}
+
+// storeCollector exports the store's own counters, read once per scrape:
+// its batching writer's (model/sqlite, model/mysql) and SQLite's WAL
+// checkpoints. chat_store_batch_calls_total over chat_store_batches_total
+// is the writer's mean batch size; the writer's checkpoint seconds are
+// time in which it stored nothing.
+type storeCollector struct {
+	writer      interface{ Stats() model.WriterStats }
+	checkpoints interface{ CheckpointStats() model.CheckpointStats }
+	batches     *prometheus.Desc
+	calls       *prometheus.Desc
+	ckpts       *prometheus.Desc
+	ckptSeconds *prometheus.Desc
+	ckptBusy    *prometheus.Desc
+	ckptErrors  *prometheus.Desc
+	walFrames   *prometheus.Desc
+}
+
+// newStoreCollector returns the collector of st's counters, or nil when st
+// keeps none.
+func newStoreCollector(st model.Store) *storeCollector {
+	c := &storeCollector{
+		batches: prometheus.NewDesc("chat_store_batches_total", "Batch transactions run by the store's writer.", nil, nil),
+		calls: prometheus.NewDesc("chat_store_batch_calls_total",
+			"Calls answered by the store's writer, by result: stored, dup (a retry answered with the original), ack, failed (with its whole transaction).", []string{"result"}, nil),
+		ckpts: prometheus.NewDesc("chat_sqlite_checkpoints_total",
+			"SQLite WAL checkpoints, by who ran them: background (the checkpointer) or writer (between batches, so that the WAL starts over).", []string{"by"}, nil),
+		ckptSeconds: prometheus.NewDesc("chat_sqlite_checkpoint_seconds_total", "Time spent in SQLite WAL checkpoints, by who ran them.", []string{"by"}, nil),
+		ckptBusy:    prometheus.NewDesc("chat_sqlite_checkpoint_busy_total", "SQLite WAL checkpoints that found another one running.", nil, nil),
+		ckptErrors:  prometheus.NewDesc("chat_sqlite_checkpoint_errors_total", "SQLite WAL checkpoints that failed.", nil, nil),
+		walFrames:   prometheus.NewDesc("chat_sqlite_wal_frames", "Size of the SQLite WAL, in pages, at the last checkpoint.", nil, nil),
+	}
+	c.writer, _ = st.(interface{ Stats() model.WriterStats })
+	c.checkpoints, _ = st.(interface{ CheckpointStats() model.CheckpointStats })
+	if c.writer == nil && c.checkpoints == nil {
+		return nil
+	}
+	return c
+}
+
+// Describe implements prometheus.Collector.
+func (c *storeCollector) Describe(ch chan<- *prometheus.Desc) {
+	if c.writer != nil {
+		ch <- c.batches
+		ch <- c.calls
+	}
+	if c.checkpoints != nil {
+		for _, d := range []*prometheus.Desc{c.ckpts, c.ckptSeconds, c.ckptBusy, c.ckptErrors, c.walFrames} {
+			ch <- d
+		}
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	if c.writer != nil {
+		w := c.writer.Stats()
+		counter(c.batches, float64(w.Batches))
+		counter(c.calls, float64(w.Messages), "stored")
+		counter(c.calls, float64(w.Dups), "dup")
+		counter(c.calls, float64(w.Acks), "ack")
+		counter(c.calls, float64(w.Failed), "failed")
+	}
+	if c.checkpoints != nil {
+		k := c.checkpoints.CheckpointStats()
+		counter(c.ckpts, float64(k.Background), "background")
+		counter(c.ckpts, float64(k.Restarts), "writer")
+		counter(c.ckptSeconds, k.BackgroundSeconds, "background")
+		counter(c.ckptSeconds, k.RestartSeconds, "writer")
+		counter(c.ckptBusy, float64(k.Busy))
+		counter(c.ckptErrors, float64(k.Errors))
+		ch <- prometheus.MustNewConstMetric(c.walFrames, prometheus.GaugeValue, float64(k.WALFrames))
 	}
 }
 

@@ -1,6 +1,14 @@
 package chatservice
 
-import "testing"
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"clusterchat/model"
+	"clusterchat/model/storetest"
+)
 
 // TestMetricsBusDropped: the bus's dropped pushes are exported.
 func TestMetricsBusDropped(t *testing.T) {
@@ -18,4 +26,53 @@ func TestMetricsBusDropped(t *testing.T) {
 		}
 	}
 	t.Fatal("no chat_bus_dropped_total among the metrics")
+}
+
+// TestMetricsStore: the store's writer and checkpoint counters are
+// exported, and move when a message is stored.
+func TestMetricsStore(t *testing.T) {
+	svc := startTestService(t, newTestService(t))
+	us := storetest.MustUsers(t, svc.store, "ann", "bob")
+	for i := range 3 {
+		m := model.NewMessage{Conv: model.Direct(us[0].ID, us[1].ID), From: us[0].ID, FromName: "ann", Body: "hi", CID: fmt.Sprint(i)}
+		if _, _, err := svc.store.StoreMessage(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	values := func() map[string]float64 {
+		mfs, err := svc.Metrics().Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := map[string]float64{}
+		for _, mf := range mfs {
+			for _, m := range mf.GetMetric() {
+				name := mf.GetName()
+				for _, l := range m.GetLabel() {
+					name += "{" + l.GetValue() + "}"
+				}
+				v[name] = m.GetCounter().GetValue() + m.GetGauge().GetValue()
+			}
+		}
+		return v
+	}
+	v := values()
+	if v["chat_store_batches_total"] < 1 || v["chat_store_batch_calls_total{stored}"] != 3 {
+		t.Fatalf("after 3 messages: batches %v, stored %v; want >= 1 and 3",
+			v["chat_store_batches_total"], v["chat_store_batch_calls_total{stored}"])
+	}
+	for _, name := range []string{"chat_sqlite_checkpoints_total{background}", "chat_sqlite_checkpoints_total{writer}",
+		"chat_sqlite_checkpoint_errors_total", "chat_sqlite_wal_frames"} {
+		if _, ok := v[name]; !ok {
+			t.Errorf("no %s among the metrics", name)
+		}
+	}
+	// The checkpointer runs every 100 ms by default.
+	deadline := time.Now().Add(5 * time.Second)
+	for values()["chat_sqlite_checkpoints_total{background}"] == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("chat_sqlite_checkpoints_total{background} still 0 after 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

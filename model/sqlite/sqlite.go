@@ -104,6 +104,7 @@ type Store struct {
 	*sqlstore.Store
 	ckpt      *sql.DB     // the checkpointer's connection, nil when off
 	restart   *walRestart // the checkpointer's requests to the writer
+	ckptStats *checkpointCounters
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -203,7 +204,8 @@ func open(ctx context.Context, path string, opts Options, drv sqlDriver) (*Store
 	if opts.WALRestartFrames <= 0 {
 		opts.WALRestartFrames = restartFrames
 	}
-	restart := &walRestart{frames: opts.WALRestartFrames}
+	counters := &checkpointCounters{}
+	restart := &walRestart{frames: opts.WALRestartFrames, stats: counters}
 	so := sqlstore.Options{
 		MaxBatch:    opts.MaxBatch,
 		BatchWindow: opts.BatchWindow,
@@ -217,7 +219,7 @@ func open(ctx context.Context, path string, opts Options, drv sqlDriver) (*Store
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
-	st := &Store{Store: s, restart: restart}
+	st := &Store{Store: s, restart: restart, ckptStats: counters}
 	if opts.CheckpointInterval >= 0 {
 		interval := opts.CheckpointInterval
 		if interval == 0 {
@@ -252,7 +254,10 @@ func (s *Store) checkpointer(interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		if _, frames, _, err := passiveCheckpoint(s.ckpt); err == nil {
+		start := time.Now()
+		busy, frames, _, err := passiveCheckpoint(s.ckpt)
+		s.ckptStats.record(&s.ckptStats.background, start, busy, frames, err)
+		if err == nil {
 			s.restart.check(frames)
 		} // on an error the next tick tries again
 	}
@@ -286,9 +291,10 @@ func passiveCheckpoint(db *sql.DB) (busy, frames, copied int, err error) {
 // walRestart is the hand-off between the checkpointer (check) and the
 // writer (complete).
 type walRestart struct {
-	frames    int          // the WAL size from which the writer is asked
-	want      atomic.Bool  // set by the checkpointer, taken by the writer
-	completed atomic.Int64 // the WAL size the writer last checkpointed completely
+	frames    int                 // the WAL size from which the writer is asked
+	stats     *checkpointCounters // shared with the Store
+	want      atomic.Bool         // set by the checkpointer, taken by the writer
+	completed atomic.Int64        // the WAL size the writer last checkpointed completely
 }
 
 // check asks the writer to complete the checkpoint when the WAL holds
@@ -311,7 +317,9 @@ func (r *walRestart) complete(w *sql.DB) {
 	if !r.want.CompareAndSwap(true, false) {
 		return
 	}
+	start := time.Now()
 	busy, frames, copied, err := passiveCheckpoint(w)
+	r.stats.record(&r.stats.restarts, start, busy, frames, err)
 	switch {
 	case err == nil && busy != 0:
 		// The checkpointer holds the checkpoint lock: try again after
@@ -321,6 +329,49 @@ func (r *walRestart) complete(w *sql.DB) {
 		r.completed.Store(int64(frames))
 	}
 	// On an error the checkpointer asks again while the WAL stays large.
+}
+
+// checkpointCounters back Store.CheckpointStats.
+type checkpointCounters struct {
+	background, restarts checkpointKind
+	busy, errors         atomic.Int64
+	walFrames            atomic.Int64
+}
+
+// checkpointKind counts the checkpoints of one kind and their time.
+type checkpointKind struct {
+	n     atomic.Int64
+	nanos atomic.Int64
+}
+
+// record counts one checkpoint of kind that started at start and answered
+// busy and frames, or err.
+func (c *checkpointCounters) record(kind *checkpointKind, start time.Time, busy, frames int, err error) {
+	kind.n.Add(1)
+	kind.nanos.Add(int64(time.Since(start)))
+	switch {
+	case err != nil:
+		c.errors.Add(1)
+	case busy != 0:
+		c.busy.Add(1)
+	default:
+		c.walFrames.Store(int64(frames))
+	}
+}
+
+// CheckpointStats returns the counters of the store's WAL checkpoints.
+// Safe for concurrent use.
+func (s *Store) CheckpointStats() model.CheckpointStats {
+	c := s.ckptStats
+	return model.CheckpointStats{
+		Background:        c.background.n.Load(),
+		BackgroundSeconds: time.Duration(c.background.nanos.Load()).Seconds(),
+		Restarts:          c.restarts.n.Load(),
+		RestartSeconds:    time.Duration(c.restarts.nanos.Load()).Seconds(),
+		Busy:              c.busy.Load(),
+		Errors:            c.errors.Load(),
+		WALFrames:         c.walFrames.Load(),
+	}
 }
 
 // Close stops the checkpointer, stores the queued messages and closes the

@@ -249,6 +249,9 @@ func TestCheckpointer(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	if st := s.CheckpointStats(); st.Background == 0 || st.BackgroundSeconds <= 0 || st.WALFrames == 0 || st.Errors != 0 {
+		t.Fatalf("after the checkpointer copied pages: %+v; want background checkpoints with their time and the WAL's size, no errors", st)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -359,5 +362,10 @@ func TestWALStartsOverUnderLoad(t *testing.T) {
 	t.Logf("%d messages; the WAL file's largest size %d KiB", total, size>>10)
 	if size > 40<<20 {
 		t.Fatalf("the WAL grew to %d MiB under load: it did not start over", size>>20)
+	}
+	st := s.CheckpointStats()
+	t.Logf("checkpoints: %+v", st)
+	if st.Restarts == 0 || st.RestartSeconds <= 0 || st.Background == 0 || st.Errors != 0 {
+		t.Fatalf("checkpoint counters %+v: want the writer's checkpoints (the WAL started over) and the checkpointer's, with their time, and no errors", st)
 	}
 }

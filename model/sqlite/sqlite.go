@@ -102,9 +102,9 @@ type Options struct {
 // concurrent use.
 type Store struct {
 	*sqlstore.Store
-	ckpt      *sql.DB     // the checkpointer's connection, nil when off
-	restart   *walRestart // the checkpointer's requests to the writer
-	ckptStats *checkpointCounters
+	ckpt      *sql.DB             // the checkpointer's connection, nil when off
+	restart   *walRestart         // the checkpointer's requests to the writer
+	ckptStats *checkpointCounters // shared with restart
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once

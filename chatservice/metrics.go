@@ -97,7 +97,7 @@ func newStoreCollector(st model.Store) *storeCollector {
 	c := &storeCollector{
 		batches: prometheus.NewDesc("chat_store_batches_total", "Batch transactions run by the store's writer.", nil, nil),
 		calls: prometheus.NewDesc("chat_store_batch_calls_total",
-			"Calls answered by the store's writer, by result: stored, dup (a retry answered with the original), ack, failed (with its whole transaction).", []string{"result"}, nil),
+			"Calls answered by the store's writer, by result: stored, dup (a retry answered with the original), ack, failed (with its whole transaction); a call refused on its own (not a member, no such group) is not counted.", []string{"result"}, nil),
 		ckpts: prometheus.NewDesc("chat_sqlite_checkpoints_total",
 			"SQLite WAL checkpoints, by who ran them: background (the checkpointer) or writer (between batches, so that the WAL starts over).", []string{"by"}, nil),
 		ckptSeconds: prometheus.NewDesc("chat_sqlite_checkpoint_seconds_total", "Time spent in SQLite WAL checkpoints, by who ran them.", []string{"by"}, nil),

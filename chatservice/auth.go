@@ -164,11 +164,13 @@ func (s *Service) handleLogin(c *call) *apiError {
 			return s.storeErr(err, "user")
 		}
 		now := time.Now()
-		if ok, retry, err := s.throttle.check(ctx, user.ID, now); err != nil {
+		attempt, retry, err := s.throttle.begin(ctx, user.ID, now)
+		if err != nil {
 			return s.storeErr(err, "login throttle") // fail closed
-		} else if !ok {
+		} else if attempt == nil {
 			return &apiError{errno: protocol.ErrRateLimited, msg: "too many failed logins, wait", retryAfter: retry}
 		}
+		defer attempt.release() // a right password, or a hash that failed
 		good := false
 		if validPassword(password) && password != badCredential {
 			if good, err = s.hasher.check(c.ctx, user.PassHash, password); err != nil {
@@ -176,7 +178,7 @@ func (s *Service) handleLogin(c *call) *apiError {
 			}
 		}
 		if !good {
-			if err := s.throttle.fail(ctx, user.ID, now); err != nil {
+			if err := attempt.fail(ctx); err != nil {
 				return s.storeErr(err, "login throttle") // an uncounted failure is not answered as one
 			}
 			s.log.Info("failed login", "user", user.ID, "remote", c.sess.conn.RemoteAddr().String())

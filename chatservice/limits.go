@@ -3,6 +3,8 @@ package chatservice
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"clusterchat/model"
@@ -78,44 +80,148 @@ func (w *badFrameWindow) add(now time.Time, max int, window time.Duration) (exce
 
 // loginThrottle counts failed password logins per account over a sliding
 // window, in the store, so that every server of a cluster counts the same
-// failures (PROTOCOL.md §3). Safe for concurrent use. A check and the
-// failure it precedes are not atomic: attempts racing on several
-// connections at once may each pass the check, so a burst can exceed max by
-// the number of attempts in flight.
+// failures (PROTOCOL.md §3). Safe for concurrent use.
+//
+// An attempt that passes the check counts as a failure until it is over
+// (loginAttempt): a check sees the stored failures plus the attempts of
+// this server still hashing, so that a burst of attempts in parallel cannot
+// all pass a check that none of them has failed yet. When those in flight
+// could still reach max, a check waits for them rather than guessing. Two
+// servers do not see each other's attempts in flight: in a cluster a burst
+// can exceed max by at most the attempts in flight on the other servers.
 type loginThrottle struct {
 	store  model.Store
 	max    int
 	window time.Duration
+
+	mu       sync.Mutex
+	accounts map[int64]*accountAttempts // accounts with a check or an attempt in flight here
+}
+
+// accountAttempts is one account's attempts in flight on this server.
+type accountAttempts struct {
+	check    chan struct{} // holds a token while a check of the account runs: one at a time
+	inFlight atomic.Int32  // attempts past the check and not over
+	changed  chan struct{} // closed (and replaced) when an attempt is over; guarded by loginThrottle.mu
+	refs     int           // checks and attempts holding the entry; guarded by loginThrottle.mu
 }
 
 func newLoginThrottle(store model.Store, max int, window time.Duration) *loginThrottle {
-	return &loginThrottle{store: store, max: max, window: window}
+	return &loginThrottle{store: store, max: max, window: window, accounts: make(map[int64]*accountAttempts)}
 }
 
-// check reports whether a password login of userID may be tried now; when
-// not, the milliseconds until the oldest failure in the window is window
-// old. An error means the store could not tell (the caller answers 503).
-func (t *loginThrottle) check(ctx context.Context, userID int64, now time.Time) (ok bool, retryAfterMs int64, err error) {
-	f, err := t.store.LoginFailures(ctx, userID, now.Add(-t.window))
-	if err != nil {
-		return false, 0, fmt.Errorf("login throttle: %w", err)
-	}
-	if len(f) < t.max {
-		return true, 0, nil
-	}
-	wait := f[0].Add(t.window).Sub(now) // the oldest failure in the window
+// loginAttempt is a password login that passed the throttle. It counts
+// against the account until fail or release. One goroutine uses it.
+type loginAttempt struct {
+	t      *loginThrottle
+	userID int64
+	at     time.Time
+	acc    *accountAttempts
+	over   bool
+}
 
+// begin checks whether a password login of userID may be tried at now.
+// It returns the attempt when it may; nil and the milliseconds until the
+// oldest failure in the window is window old when not. An error means the
+// store could not tell (the caller answers 503), or ctx ended while
+// attempts in flight were still undecided.
+func (t *loginThrottle) begin(ctx context.Context, userID int64, now time.Time) (*loginAttempt, int64, error) {
+	acc := t.hold(userID)
+	select {
+	case acc.check <- struct{}{}:
+	case <-ctx.Done():
+		t.drop(userID, acc)
+		return nil, 0, fmt.Errorf("login throttle: waiting for another check: %w", ctx.Err())
+	}
+	defer func() { <-acc.check }()
+	start, at := time.Now(), now
+	for {
+		// The attempts in flight are read before the stored failures: an
+		// attempt records its failure before it stops counting, so one that
+		// ends in between is counted twice (the wait below then ends at
+		// once), never missed.
+		t.mu.Lock()
+		changed := acc.changed
+		t.mu.Unlock()
+		inFlight := int(acc.inFlight.Load())
+		f, err := t.store.LoginFailures(ctx, userID, at.Add(-t.window))
+		if err != nil {
+			t.drop(userID, acc)
+			return nil, 0, fmt.Errorf("login throttle: %w", err)
+		}
+		if len(f) >= t.max {
+			t.drop(userID, acc)
+			return nil, retryAfter(f[0].Add(t.window).Sub(at)), nil // the oldest failure in the window
+		}
+		if len(f)+inFlight < t.max {
+			acc.inFlight.Add(1)
+			return &loginAttempt{t: t, userID: userID, at: at, acc: acc}, 0, nil // keeps the entry
+		}
+		// The attempts in flight decide: wait for one to be over.
+		select {
+		case <-changed:
+			at = now.Add(time.Since(start))
+		case <-ctx.Done():
+			t.drop(userID, acc)
+			return nil, 0, fmt.Errorf("login throttle: waiting for %d attempts in flight: %w", acc.inFlight.Load(), ctx.Err())
+		}
+	}
+}
+
+// retryAfter is wait in whole milliseconds, rounded up, at least 1.
+func retryAfter(wait time.Duration) int64 {
 	ms := wait.Milliseconds()
 	if time.Duration(ms)*time.Millisecond < wait {
 		ms++
 	}
-	return false, max(ms, 1), nil
+	return max(ms, 1)
 }
 
-// fail records a failed password login of userID at now.
-func (t *loginThrottle) fail(ctx context.Context, userID int64, now time.Time) error {
-	if err := t.store.RecordLoginFailure(ctx, userID, now, t.window); err != nil {
+// fail records the attempt as a failed login, then ends it.
+func (a *loginAttempt) fail(ctx context.Context) error {
+	if a.over {
+		return nil
+	}
+	defer a.release()
+	if err := a.t.store.RecordLoginFailure(ctx, a.userID, a.at, a.t.window); err != nil {
 		return fmt.Errorf("login throttle: %w", err)
 	}
 	return nil
+}
+
+// release ends the attempt without a failure (the password was right, or
+// the attempt could not be decided). Idempotent.
+func (a *loginAttempt) release() {
+	if a.over {
+		return
+	}
+	a.over = true
+	a.acc.inFlight.Add(-1)
+	a.t.mu.Lock()
+	close(a.acc.changed)
+	a.acc.changed = make(chan struct{})
+	a.t.mu.Unlock()
+	a.t.drop(a.userID, a.acc)
+}
+
+// hold returns userID's entry, counting the caller as its holder.
+func (t *loginThrottle) hold(userID int64) *accountAttempts {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	acc := t.accounts[userID]
+	if acc == nil {
+		acc = &accountAttempts{check: make(chan struct{}, 1), changed: make(chan struct{})}
+		t.accounts[userID] = acc
+	}
+	acc.refs++
+	return acc
+}
+
+// drop undoes one hold; the last holder removes the entry.
+func (t *loginThrottle) drop(userID int64, acc *accountAttempts) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if acc.refs--; acc.refs == 0 {
+		delete(t.accounts, userID)
+	}
 }

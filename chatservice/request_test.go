@@ -228,22 +228,28 @@ func TestLoginThrottle(t *testing.T) {
 	seven, eight := users[0], users[1]
 	th1 := newLoginThrottle(st, 10, time.Minute)
 	th2 := newLoginThrottle(st, 10, time.Minute) // another server
+	// check begins an attempt and ends it at once without a failure; it
+	// reports whether the attempt was allowed.
 	check := func(th *loginThrottle, user int64, at time.Time) (bool, int64) {
 		t.Helper()
-		ok, retry, err := th.check(ctx, user, at)
+		a, retry, err := th.begin(ctx, user, at)
 		if err != nil {
 			t.Fatal(err)
 		}
-		return ok, retry
+		if a != nil {
+			a.release()
+		}
+		return a != nil, retry
 	}
 	now := time.Unix(1000, 0)
 	for i := 0; i < 10; i++ {
 		th := []*loginThrottle{th1, th2}[i%2]
 		at := now.Add(time.Duration(i) * time.Second)
-		if ok, _ := check(th, seven, at); !ok {
-			t.Fatalf("attempt %d refused", i+1)
+		a, _, err := th.begin(ctx, seven, at)
+		if err != nil || a == nil {
+			t.Fatalf("attempt %d refused: %v", i+1, err)
 		}
-		if err := th.fail(ctx, seven, at); err != nil {
+		if err := a.fail(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -262,15 +268,60 @@ func TestLoginThrottle(t *testing.T) {
 	if ok, _ := check(th2, seven, now.Add(60*time.Second)); !ok {
 		t.Fatal("the oldest failure left the window but the account is still throttled")
 	}
+	if n := len(th1.accounts) + len(th2.accounts); n != 0 {
+		t.Fatalf("%d accounts still tracked with no attempt in flight", n)
+	}
+
+	// Attempts in flight count: with 9 of eight's 10 allowed in flight, a
+	// tenth may start, an eleventh waits until one is over.
+	var inFlight []*loginAttempt
+	for i := range 10 {
+		a, _, err := th1.begin(ctx, eight, now)
+		if err != nil || a == nil {
+			t.Fatalf("attempt %d in flight refused: %v", i+1, err)
+		}
+		inFlight = append(inFlight, a)
+	}
+	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if a, _, err := th1.begin(short, eight, now); err == nil || a != nil {
+		t.Fatalf("an 11th attempt beside 10 in flight: %v, %v; want it to wait and give up with its ctx", a, err)
+	}
+	decided := make(chan *loginAttempt, 1)
+	go func() {
+		a, _, _ := th1.begin(ctx, eight, now)
+		decided <- a
+	}()
+	if err := inFlight[0].fail(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case a := <-decided:
+		t.Fatalf("an 11th attempt decided (%v) while 9 in flight and 1 failure could still reach 10", a)
+	case <-time.After(50 * time.Millisecond):
+	}
+	inFlight[1].release() // a right password
+	a := <-decided
+	if a == nil {
+		t.Fatal("refused with 8 in flight and 1 failure")
+	}
+	a.release()
+	for _, a := range inFlight[2:] {
+		a.release()
+	}
 
 	// A store error fails closed.
+	pending, _, err := th2.begin(ctx, eight, now)
+	if err != nil || pending == nil {
+		t.Fatalf("attempt before the store closes refused: %v", err)
+	}
 	if err := st.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if ok, _, err := th1.check(ctx, seven, now); err == nil || ok {
-		t.Fatalf("check on a closed store: ok=%v err=%v, want an error", ok, err)
+	if a, _, err := th1.begin(ctx, seven, now); err == nil || a != nil {
+		t.Fatalf("begin on a closed store: %v, %v; want an error", a, err)
 	}
-	if err := th1.fail(ctx, seven, now); err == nil {
+	if err := pending.fail(ctx); err == nil {
 		t.Fatal("fail on a closed store: no error")
 	}
 }

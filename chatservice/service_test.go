@@ -137,3 +137,35 @@ func TestLoginSlowHashKeepsStoreDeadline(t *testing.T) {
 		t.Fatalf("LOGIN after a %v bcrypt check answered %s", took, r.Raw)
 	}
 }
+
+// TestLoginThrottleParallel: 30 wrong passwords for one account sent at
+// once on 30 connections get 10 answers 401 and 20 answers 429, however
+// they interleave (an attempt counts while its hash runs), and then the
+// right password gets 429 too (PROTOCOL.md §3).
+func TestLoginThrottleParallel(t *testing.T) {
+	svc := startTestService(t, newTestService(t))
+	reg := dialWire(t, svc.Addr())
+	id := reg.do(map[string]any{"msgid": 2, "name": "ann", "password": "password1"}).Get("user.id").Int()
+	conns := make([]*wire, 30)
+	for i := range conns {
+		conns[i] = dialWire(t, svc.Addr())
+	}
+	for _, w := range conns {
+		w.send(map[string]any{"msgid": 1, "id": id, "password": "wrong-password"})
+	}
+	count := map[int64]int{}
+	for _, w := range conns {
+		r := w.read()
+		if r.Get("msgid").Int() != 101 {
+			t.Fatalf("answer to LOGIN: %s", r.Raw)
+		}
+		count[r.Get("errno").Int()]++
+	}
+	if count[401] != 10 || count[429] != 20 {
+		t.Fatalf("30 wrong passwords at once: %v answers by errno; want 10 × 401 and 20 × 429", count)
+	}
+	reg.send(map[string]any{"msgid": 1, "id": id, "password": "password1"})
+	if r := reg.read(); r.Get("errno").Int() != 429 || r.Get("retry_after").Int() <= 0 {
+		t.Fatalf("the right password after 10 failures: %s; want 429 with retry_after", r.Raw)
+	}
+}

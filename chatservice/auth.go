@@ -170,13 +170,19 @@ func (s *Service) handleLogin(c *call) *apiError {
 		} else if attempt == nil {
 			return &apiError{errno: protocol.ErrRateLimited, msg: "too many failed logins, wait", retryAfter: retry}
 		}
-		defer attempt.release() // a right password, or a hash that failed
+		defer attempt.release() // a hash that failed
 		good := false
 		if validPassword(password) && password != badCredential {
 			if good, err = s.hasher.check(c.ctx, user.PassHash, password); err != nil {
 				return s.hashErr(err)
 			}
 		}
+		// The hash may have waited long for a slot of the bcrypt pool (a
+		// burst of logins): the store calls that follow, the failure's
+		// record included, get their own deadline, not what is left of the
+		// one taken before it.
+		ctx, cancel = s.storeCtx()
+		defer cancel()
 		if !good {
 			if err := attempt.fail(ctx); err != nil {
 				return s.storeErr(err, "login throttle") // an uncounted failure is not answered as one
@@ -184,11 +190,7 @@ func (s *Service) handleLogin(c *call) *apiError {
 			s.log.Info("failed login", "user", user.ID, "remote", c.sess.conn.RemoteAddr().String())
 			return errBadCreds
 		}
-		// The hash may have waited long for a slot of the bcrypt pool (a
-		// burst of logins): the store calls that follow get their own
-		// deadline, not what is left of the one taken before it.
-		ctx, cancel = s.storeCtx()
-		defer cancel()
+		attempt.release() // a right password: no failure to count
 	}
 	if c.sess.loggedIn() {
 		return errf(protocol.ErrConflict, "this connection is already logged in")

@@ -85,10 +85,11 @@ func (w *badFrameWindow) add(now time.Time, max int, window time.Duration) (exce
 // An attempt that passes the check counts as a failure until it is over
 // (loginAttempt): a check sees the stored failures plus the attempts of
 // this server still hashing, so that a burst of attempts in parallel cannot
-// all pass a check that none of them has failed yet. When those in flight
-// could still reach max, a check waits for them rather than guessing. Two
-// servers do not see each other's attempts in flight: in a cluster a burst
-// can exceed max by at most the attempts in flight on the other servers.
+// all pass a check that none of them has failed yet. An attempt that would
+// make them reach max is refused at once, as if those in flight had failed
+// (it waits for nothing, so a burst holds no worker). Two servers do not
+// see each other's attempts in flight: in a cluster a burst can exceed max
+// by at most the attempts in flight on the other servers.
 type loginThrottle struct {
 	store  model.Store
 	max    int
@@ -100,9 +101,8 @@ type loginThrottle struct {
 
 // accountAttempts is one account's attempts in flight on this server.
 type accountAttempts struct {
-	check    chan struct{} // holds a token while a check of the account runs: one at a time
+	check    chan struct{} // holds a token while a check of the account runs (one store read)
 	inFlight atomic.Int32  // attempts past the check and not over
-	changed  chan struct{} // closed (and replaced) when an attempt is over; guarded by loginThrottle.mu
 	refs     int           // checks and attempts holding the entry; guarded by loginThrottle.mu
 }
 
@@ -120,52 +120,47 @@ type loginAttempt struct {
 	over   bool
 }
 
-// begin checks whether a password login of userID may be tried at now.
-// It returns the attempt when it may; nil and the milliseconds until the
-// oldest failure in the window is window old when not. An error means the
-// store could not tell (the caller answers 503), or ctx ended while
-// attempts in flight were still undecided.
-func (t *loginThrottle) begin(ctx context.Context, userID int64, now time.Time) (*loginAttempt, int64, error) {
+// begin checks whether a password login of userID may be tried at now. It
+// returns the attempt when it may. When not, it returns the milliseconds
+// until the oldest failure in the window is window old, counting the
+// attempts in flight as failures of now. An error means the store could
+// not tell (the caller answers 503).
+func (t *loginThrottle) begin(ctx context.Context, userID int64, now time.Time) (a *loginAttempt, retryAfterMs int64, err error) {
+	start := time.Now()
 	acc := t.hold(userID)
+	defer func() {
+		if a == nil {
+			t.drop(userID, acc)
+		}
+	}()
 	select {
 	case acc.check <- struct{}{}:
-	case <-ctx.Done():
-		t.drop(userID, acc)
-		return nil, 0, fmt.Errorf("login throttle: waiting for another check: %w", ctx.Err())
+	default:
+		select { // another check of the account runs: one store read
+		case acc.check <- struct{}{}:
+			now = now.Add(time.Since(start))
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("login throttle: waiting for another check: %w", ctx.Err())
+		}
 	}
 	defer func() { <-acc.check }()
-	start, at := time.Now(), now
-	for {
-		// The attempts in flight are read before the stored failures: an
-		// attempt records its failure before it stops counting, so one that
-		// ends in between is counted twice (the wait below then ends at
-		// once), never missed.
-		t.mu.Lock()
-		changed := acc.changed
-		t.mu.Unlock()
-		inFlight := int(acc.inFlight.Load())
-		f, err := t.store.LoginFailures(ctx, userID, at.Add(-t.window))
-		if err != nil {
-			t.drop(userID, acc)
-			return nil, 0, fmt.Errorf("login throttle: %w", err)
-		}
-		if len(f) >= t.max {
-			t.drop(userID, acc)
-			return nil, retryAfter(f[0].Add(t.window).Sub(at)), nil // the oldest failure in the window
-		}
-		if len(f)+inFlight < t.max {
-			acc.inFlight.Add(1)
-			return &loginAttempt{t: t, userID: userID, at: at, acc: acc}, 0, nil // keeps the entry
-		}
-		// The attempts in flight decide: wait for one to be over.
-		select {
-		case <-changed:
-			at = now.Add(time.Since(start))
-		case <-ctx.Done():
-			t.drop(userID, acc)
-			return nil, 0, fmt.Errorf("login throttle: waiting for %d attempts in flight: %w", acc.inFlight.Load(), ctx.Err())
-		}
+	// The attempts in flight are read before the stored failures: an
+	// attempt records its failure before it stops counting, so one that
+	// ends in between is counted twice (a refusal a moment early), never
+	// missed.
+	inFlight := int(acc.inFlight.Load())
+	f, err := t.store.LoginFailures(ctx, userID, now.Add(-t.window))
+	if err != nil {
+		return nil, 0, fmt.Errorf("login throttle: %w", err)
 	}
+	switch {
+	case len(f) >= t.max, len(f) > 0 && len(f)+inFlight >= t.max:
+		return nil, retryAfter(f[0].Add(t.window).Sub(now)), nil // the oldest failure in the window
+	case len(f)+inFlight >= t.max:
+		return nil, retryAfter(t.window), nil // the attempts in flight, should they fail
+	}
+	acc.inFlight.Add(1)
+	return &loginAttempt{t: t, userID: userID, at: now, acc: acc}, 0, nil // keeps the entry
 }
 
 // retryAfter is wait in whole milliseconds, rounded up, at least 1.
@@ -177,10 +172,12 @@ func retryAfter(wait time.Duration) int64 {
 	return max(ms, 1)
 }
 
-// fail records the attempt as a failed login, then ends it.
+// fail records the attempt as a failed login, then ends it. ctx bounds the
+// store call: the caller's own, taken after the hash (which may have waited
+// long for a slot of the bcrypt pool).
 func (a *loginAttempt) fail(ctx context.Context) error {
 	if a.over {
-		return nil
+		return fmt.Errorf("login throttle: failure of user %d recorded after its attempt was over", a.userID)
 	}
 	defer a.release()
 	if err := a.t.store.RecordLoginFailure(ctx, a.userID, a.at, a.t.window); err != nil {
@@ -197,10 +194,6 @@ func (a *loginAttempt) release() {
 	}
 	a.over = true
 	a.acc.inFlight.Add(-1)
-	a.t.mu.Lock()
-	close(a.acc.changed)
-	a.acc.changed = make(chan struct{})
-	a.t.mu.Unlock()
 	a.t.drop(a.userID, a.acc)
 }
 
@@ -210,7 +203,7 @@ func (t *loginThrottle) hold(userID int64) *accountAttempts {
 	defer t.mu.Unlock()
 	acc := t.accounts[userID]
 	if acc == nil {
-		acc = &accountAttempts{check: make(chan struct{}, 1), changed: make(chan struct{})}
+		acc = &accountAttempts{check: make(chan struct{}, 1)}
 		t.accounts[userID] = acc
 	}
 	acc.refs++

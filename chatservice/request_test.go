@@ -272,8 +272,9 @@ func TestLoginThrottle(t *testing.T) {
 		t.Fatalf("%d accounts still tracked with no attempt in flight", n)
 	}
 
-	// Attempts in flight count: with 9 of eight's 10 allowed in flight, a
-	// tenth may start, an eleventh waits until one is over.
+	// Attempts in flight count as failures: beside 10 of eight's attempts
+	// in flight, an 11th is refused at once, and stays refused while 9 in
+	// flight and 1 failure could still make 10.
 	var inFlight []*loginAttempt
 	for i := range 10 {
 		a, _, err := th1.begin(ctx, eight, now)
@@ -282,32 +283,32 @@ func TestLoginThrottle(t *testing.T) {
 		}
 		inFlight = append(inFlight, a)
 	}
-	short, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	defer cancel()
-	if a, _, err := th1.begin(short, eight, now); err == nil || a != nil {
-		t.Fatalf("an 11th attempt beside 10 in flight: %v, %v; want it to wait and give up with its ctx", a, err)
+	if ok, retry := check(th1, eight, now); ok || retry != 60_000 {
+		t.Fatalf("an 11th attempt beside 10 in flight: ok=%v retry=%d; want refused with the whole window, 60000 ms", ok, retry)
 	}
-	decided := make(chan *loginAttempt, 1)
-	go func() {
-		a, _, _ := th1.begin(ctx, eight, now)
-		decided <- a
-	}()
+	if ok, _ := check(th2, eight, now); !ok {
+		t.Fatal("another server refused: it cannot see this server's attempts in flight")
+	}
 	if err := inFlight[0].fail(ctx); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case a := <-decided:
-		t.Fatalf("an 11th attempt decided (%v) while 9 in flight and 1 failure could still reach 10", a)
-	case <-time.After(50 * time.Millisecond):
+	if err := inFlight[0].fail(ctx); err == nil {
+		t.Fatal("a second failure of one attempt recorded without an error")
+	}
+	if ok, retry := check(th1, eight, now.Add(time.Second)); ok || retry != 59_000 {
+		t.Fatalf("9 in flight and 1 failure a second ago: ok=%v retry=%d; want refused with 59000 ms", ok, retry)
 	}
 	inFlight[1].release() // a right password
-	a := <-decided
-	if a == nil {
-		t.Fatal("refused with 8 in flight and 1 failure")
+	a, _, err := th1.begin(ctx, eight, now.Add(time.Second))
+	if err != nil || a == nil {
+		t.Fatalf("8 in flight and 1 failure: refused (%v)", err)
 	}
 	a.release()
 	for _, a := range inFlight[2:] {
 		a.release()
+	}
+	if n := len(th1.accounts) + len(th2.accounts); n != 0 {
+		t.Fatalf("%d accounts still tracked after every attempt was over", n)
 	}
 
 	// A store error fails closed.

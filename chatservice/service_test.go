@@ -136,6 +136,16 @@ func TestLoginSlowHashKeepsStoreDeadline(t *testing.T) {
 	if r.Get("msgid").Int() != 101 || r.Get("errno").Int() != 0 || r.Get("token").String() == "" {
 		t.Fatalf("LOGIN after a %v bcrypt check answered %s", took, r.Raw)
 	}
+	// A wrong password after a hash as long is answered 401 and counted (a
+	// 503 with nothing recorded would be a guess the throttle never saw).
+	w.send(map[string]any{"msgid": 1, "id": id, "password": "wrong-password"})
+	if r := w.read(); r.Get("errno").Int() != 401 {
+		t.Fatalf("wrong password after a slow hash: %s; want 401", r.Raw)
+	}
+	f, err := svc.store.LoginFailures(context.Background(), id, time.Time{})
+	if err != nil || len(f) != 1 {
+		t.Fatalf("failures recorded after a slow wrong password: %v, %v; want 1", f, err)
+	}
 }
 
 // TestLoginThrottleParallel: 30 wrong passwords for one account sent at
@@ -167,5 +177,11 @@ func TestLoginThrottleParallel(t *testing.T) {
 	reg.send(map[string]any{"msgid": 1, "id": id, "password": "password1"})
 	if r := reg.read(); r.Get("errno").Int() != 429 || r.Get("retry_after").Int() <= 0 {
 		t.Fatalf("the right password after 10 failures: %s; want 429 with retry_after", r.Raw)
+	}
+	svc.throttle.mu.Lock()
+	n := len(svc.throttle.accounts)
+	svc.throttle.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d accounts still tracked by the throttle after every LOGIN was answered", n)
 	}
 }

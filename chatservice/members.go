@@ -32,15 +32,15 @@ type memberCache struct {
 // memberList is a cached member list with the ids of its members, shared
 // (read-only) by the messages sent while it is cached.
 type memberList struct {
-	members   []model.Member
+	members   []model.Recipient
 	ids       []int64 // every member
 	maxJoined int64   // the largest JoinedSeq
 }
 
-func newMemberList(ms []model.Member) *memberList {
+func newMemberList(ms []model.Recipient) *memberList {
 	l := &memberList{members: ms, ids: make([]int64, len(ms))}
 	for i, m := range ms {
-		l.ids[i] = m.User.ID
+		l.ids[i] = m.UserID
 		l.maxJoined = max(l.maxJoined, m.JoinedSeq)
 	}
 	return l
@@ -63,7 +63,7 @@ func (c *memberCache) recipients(ctx context.Context, store model.Store, gid, se
 	ids := make([]int64, 0, len(l.members))
 	for _, m := range l.members {
 		if m.JoinedSeq < seq {
-			ids = append(ids, m.User.ID)
+			ids = append(ids, m.UserID)
 		}
 	}
 	return ids, nil
@@ -78,7 +78,7 @@ func (c *memberCache) members(ctx context.Context, store model.Store, gid int64)
 			return l, nil
 		}
 	}
-	ms, err := store.GroupMembers(ctx, gid)
+	ms, err := store.GroupRecipients(ctx, gid)
 	if err != nil {
 		return nil, err
 	}

@@ -158,6 +158,13 @@ type Member struct {
 	JoinedSeq int64
 }
 
+// Recipient is a member of a group as a group message's push needs it: who,
+// and from which seq on it sees the group's messages.
+type Recipient struct {
+	UserID    int64
+	JoinedSeq int64
+}
+
 // GroupSummary is a FIND_GROUPS result.
 type GroupSummary struct {
 	Group   Group
@@ -254,6 +261,10 @@ type Store interface {
 	Membership(ctx context.Context, groupID, userID int64) (Membership, error)
 	// GroupMembers lists the members in join order. ErrNotFound (no group).
 	GroupMembers(ctx context.Context, groupID int64) ([]Member, error)
+	// GroupRecipients lists the members' ids and joined seqs, in no
+	// particular order: GroupMembers without the users' names and the
+	// owner, for pushing a group message. ErrNotFound (no group).
+	GroupRecipients(ctx context.Context, groupID int64) ([]Recipient, error)
 	// UserGroups lists the groups of a user ascending by group id.
 	UserGroups(ctx context.Context, userID int64) ([]Membership, error)
 	// FindGroups returns groups whose lower-cased name starts with

@@ -1,6 +1,7 @@
 package mysql_test
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -77,6 +78,48 @@ func BenchmarkWriters(b *testing.B) {
 			}
 			st := s.Stats()
 			b.ReportMetric(float64(st.Messages)/float64(max(st.Batches, 1)), "msgs/batch")
+		})
+	}
+}
+
+// BenchmarkGroupReads: a group message's recipients read from a group of
+// 500 members, with GroupRecipients (ids and joined seqs) and with
+// GroupMembers (which also joins the users and the group, for names and
+// the owner, in join order); db-cpu-ns/op is mariadbd's CPU per read.
+func BenchmarkGroupReads(b *testing.B) {
+	ctx := context.Background()
+	s := open(b, newDB(b), mysql.Options{})
+	names := make([]string, 500)
+	for i := range names {
+		names[i] = fmt.Sprint("m", i)
+	}
+	us := storetest.MustUsers(b, s, names...)
+	g, err := s.CreateGroup(ctx, us[0].ID, "g", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, u := range us[1:] {
+		if _, err := s.JoinGroup(ctx, g.ID, u.ID); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		read func() (int, error)
+	}{
+		{"recipients", func() (int, error) { rs, err := s.GroupRecipients(ctx, g.ID); return len(rs), err }},
+		{"members", func() (int, error) { ms, err := s.GroupMembers(ctx, g.ID); return len(ms), err }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			db0, dbOK := procCPU(server.Pid())
+			for b.Loop() {
+				if n, err := c.read(); err != nil || n != len(us) {
+					b.Fatalf("%d members, %v; want %d", n, err, len(us))
+				}
+			}
+			if db1, ok := procCPU(server.Pid()); ok && dbOK {
+				b.ReportMetric(float64(db1-db0)/float64(b.N), "db-cpu-ns/op")
+			}
 		})
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 	"sync"
@@ -57,15 +58,15 @@ func Run(t *testing.T, open func(t *testing.T) model.Store) {
 	}
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
 
 // MustUsers creates a user of each name in s (test helper for the stores'
-// own tests).
-func MustUsers(t *testing.T, s model.Store, names ...string) []model.User {
+// own tests and benchmarks).
+func MustUsers(t testing.TB, s model.Store, names ...string) []model.User {
 	t.Helper()
 	us := make([]model.User, len(names))
 	for i, n := range names {
@@ -74,7 +75,7 @@ func MustUsers(t *testing.T, s model.Store, names ...string) []model.User {
 	return us
 }
 
-func mustUser(t *testing.T, s model.Store, name string) model.User {
+func mustUser(t testing.TB, s model.Store, name string) model.User {
 	t.Helper()
 	u, err := s.CreateUser(ctxT(t), name, []byte("hash-of-"+name))
 	if err != nil {
@@ -571,6 +572,9 @@ func testGroups(t *testing.T, s model.Store) {
 	}
 	_, err = s.GroupMembers(ctx, g.ID+1000)
 	wantErr(t, "GroupMembers no group", err, model.ErrNotFound)
+	checkRecipients(t, s, g.ID, members)
+	_, err = s.GroupRecipients(ctx, g.ID+1000)
+	wantErr(t, "GroupRecipients no group", err, model.ErrNotFound)
 
 	ug, err := s.UserGroups(ctx, m1.ID)
 	noErr(t, "UserGroups", err)
@@ -621,12 +625,15 @@ func testQuitGroup(t *testing.T, s model.Store) {
 	if len(mem) != 3 || mem[0].User.ID != m1.ID || mem[2].User.ID != o.ID || mem[2].Role != model.RoleMember {
 		t.Fatalf("GroupMembers = %+v", mem)
 	}
+	checkRecipients(t, s, g.ID, mem)
 	// A member quits: no owner change.
 	r, err = s.QuitGroup(ctx, g.ID, m2.ID)
 	noErr(t, "QuitGroup member", err)
 	if r.Deleted || r.NewOwner != 0 || !eqInts(r.Remaining, []int64{m1.ID, o.ID}) {
 		t.Fatalf("QuitGroup(member) = %+v", r)
 	}
+	mem, _ = s.GroupMembers(ctx, g.ID)
+	checkRecipients(t, s, g.ID, mem)
 	_, err = s.QuitGroup(ctx, g.ID, m2.ID)
 	wantErr(t, "QuitGroup twice", err, model.ErrForbidden)
 	if r, err := s.QuitGroup(ctx, g.ID, m1.ID); err != nil || r.NewOwner != o.ID {
@@ -640,6 +647,25 @@ func testQuitGroup(t *testing.T, s model.Store) {
 		t.Fatalf("QuitGroup(last) = %+v", r)
 	}
 	checkGone(t, s, g.ID, o)
+}
+
+// checkRecipients checks that GroupRecipients lists the members of
+// GroupMembers (in any order) with their joined seqs.
+func checkRecipients(t *testing.T, s model.Store, groupID int64, members []model.Member) {
+	t.Helper()
+	rs, err := s.GroupRecipients(ctxT(t), groupID)
+	noErr(t, "GroupRecipients", err)
+	want := make(map[model.Recipient]bool, len(members))
+	for _, m := range members {
+		want[model.Recipient{UserID: m.User.ID, JoinedSeq: m.JoinedSeq}] = true
+	}
+	got := make(map[model.Recipient]bool, len(rs))
+	for _, r := range rs {
+		got[r] = true
+	}
+	if len(rs) != len(members) || !maps.Equal(got, want) {
+		t.Fatalf("GroupRecipients(%d) = %+v; want the members %+v", groupID, rs, members)
+	}
 }
 
 // checkGone checks that every method reports group groupID as not found.
@@ -659,6 +685,8 @@ func checkGone(t *testing.T, s model.Store, groupID int64, u model.User) {
 	wantErr(t, "Membership gone", err, model.ErrNotFound)
 	_, err = s.GroupMembers(ctx, groupID)
 	wantErr(t, "GroupMembers gone", err, model.ErrNotFound)
+	_, err = s.GroupRecipients(ctx, groupID)
+	wantErr(t, "GroupRecipients gone", err, model.ErrNotFound)
 	_, _, err = s.StoreMessage(ctx, model.NewMessage{Conv: conv, From: u.ID, FromName: u.Name, Body: "x", CID: "after-gone"})
 	wantErr(t, "StoreMessage gone", err, model.ErrNotFound)
 	_, err = s.Messages(ctx, conv, 0, 0, 10)

@@ -44,7 +44,8 @@ JOIN users u ON u.id = m.user_id
 JOIN chat_groups g ON g.id = m.group_id
 WHERE m.group_id = ?
 ORDER BY m.mid`
-	qUserGroups = `SELECT g.id, g.name, g.descr, g.owner_id, g.created, c.last_seq, m.joined_seq, m.cur
+	qGroupRecipients = "SELECT user_id, joined_seq FROM group_members WHERE group_id = ?"
+	qUserGroups      = `SELECT g.id, g.name, g.descr, g.owner_id, g.created, c.last_seq, m.joined_seq, m.cur
 FROM group_members m
 JOIN chat_groups g ON g.id = m.group_id
 JOIN convs c ON c.group_id = g.id AND c.a = 0 AND c.b = 0
@@ -311,11 +312,7 @@ func (s *Store) Membership(ctx context.Context, groupID, userID int64) (model.Me
 
 // GroupMembers lists the members in join order. ErrNotFound (no group).
 func (s *Store) GroupMembers(ctx context.Context, groupID int64) ([]model.Member, error) {
-	r, err := s.read("group members")
-	if err != nil {
-		return nil, err
-	}
-	ms, err := collect(r.query(ctx, qGroupMembers, groupID), func(rows *sql.Rows) (model.Member, error) {
+	return readMembers(ctx, s, "members", qGroupMembers, groupID, func(rows *sql.Rows) (model.Member, error) {
 		var m model.Member
 		var created, owner int64
 		err := rows.Scan(&m.User.ID, &m.User.Name, &created, &m.JoinedSeq, &owner)
@@ -326,13 +323,34 @@ func (s *Store) GroupMembers(ctx context.Context, groupID int64) ([]model.Member
 		}
 		return m, err
 	})
+}
+
+// GroupRecipients lists the members' ids and joined seqs, in no particular
+// order. ErrNotFound (no group).
+func (s *Store) GroupRecipients(ctx context.Context, groupID int64) ([]model.Recipient, error) {
+	return readMembers(ctx, s, "recipients", qGroupRecipients, groupID, func(rows *sql.Rows) (model.Recipient, error) {
+		var m model.Recipient
+		err := rows.Scan(&m.UserID, &m.JoinedSeq)
+		return m, err
+	})
+}
+
+// readMembers reads one row per member of group groupID with query and
+// scan; what names the list in errors. ErrNotFound when there is no row: a
+// group always has a member, so it is gone.
+func readMembers[T any](ctx context.Context, s *Store, what, query string, groupID int64, scan func(*sql.Rows) (T, error)) ([]T, error) {
+	r, err := s.read("group " + what)
 	if err != nil {
-		return nil, s.errorf("members of group %d: %w", groupID, err)
+		return nil, err
 	}
-	if len(ms) == 0 { // a group always has a member: it is gone
+	out, err := collect(r.query(ctx, query, groupID), scan)
+	if err != nil {
+		return nil, s.errorf("%s of group %d: %w", what, groupID, err)
+	}
+	if len(out) == 0 {
 		return nil, s.errorf("group %d: %w", groupID, model.ErrNotFound)
 	}
-	return ms, nil
+	return out, nil
 }
 
 // UserGroups lists the groups of a user ascending by group id.

@@ -184,7 +184,7 @@ func (s *Service) handleLogin(c *call) *apiError {
 		ctx, cancel = s.storeCtx()
 		defer cancel()
 		if !good {
-			if err := attempt.fail(ctx); err != nil {
+			if err := attempt.fail(ctx, time.Now()); err != nil {
 				return s.storeErr(err, "login throttle") // an uncounted failure is not answered as one
 			}
 			s.log.Info("failed login", "user", user.ID, "remote", c.sess.conn.RemoteAddr().String())

@@ -36,6 +36,14 @@ func (st *benchStore) GroupMembers(context.Context, int64) ([]model.Member, erro
 	return st.members, nil
 }
 
+func (st *benchStore) GroupRecipients(context.Context, int64) ([]model.Recipient, error) {
+	rs := make([]model.Recipient, len(st.members))
+	for i, m := range st.members {
+		rs[i] = model.Recipient{UserID: m.User.ID, JoinedSeq: m.JoinedSeq}
+	}
+	return rs, nil
+}
+
 // countingConn is a transport that only counts what it is sent.
 type countingConn struct {
 	id     uint64

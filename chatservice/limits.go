@@ -86,10 +86,11 @@ func (w *badFrameWindow) add(now time.Time, max int, window time.Duration) (exce
 // (loginAttempt): a check sees the stored failures plus the attempts of
 // this server still hashing, so that a burst of attempts in parallel cannot
 // all pass a check that none of them has failed yet. An attempt that would
-// make them reach max is refused at once, as if those in flight had failed
-// (it waits for nothing, so a burst holds no worker). Two servers do not
-// see each other's attempts in flight: in a cluster a burst can exceed max
-// by at most the attempts in flight on the other servers.
+// make them reach max is refused at once, as if those in flight had failed:
+// it does not wait for their outcome, only for another check of the same
+// account to finish its store read. Two servers do not see each other's
+// attempts in flight: in a cluster a burst can exceed max by at most the
+// attempts in flight on the other servers.
 type loginThrottle struct {
 	store  model.Store
 	max    int
@@ -153,14 +154,26 @@ func (t *loginThrottle) begin(ctx context.Context, userID int64, now time.Time) 
 	if err != nil {
 		return nil, 0, fmt.Errorf("login throttle: %w", err)
 	}
-	switch {
-	case len(f) >= t.max, len(f) > 0 && len(f)+inFlight >= t.max:
+	switch k := len(f) + inFlight - t.max; {
+	case len(f) >= t.max:
 		return nil, retryAfter(f[0].Add(t.window).Sub(now)), nil // the oldest failure in the window
-	case len(f)+inFlight >= t.max:
+	case k >= 0 && k < len(f):
+		// Should those in flight fail, an attempt may start again once the
+		// stored failure k has left the window.
+		return nil, retryAfter(f[k].Add(t.window).Sub(now)), nil
+	case k >= 0:
 		return nil, retryAfter(t.window), nil // the attempts in flight, should they fail
 	}
 	acc.inFlight.Add(1)
 	return &loginAttempt{t: t, userID: userID, at: now, acc: acc}, 0, nil // keeps the entry
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // retryAfter is wait in whole milliseconds, rounded up, at least 1.
@@ -172,15 +185,16 @@ func retryAfter(wait time.Duration) int64 {
 	return max(ms, 1)
 }
 
-// fail records the attempt as a failed login, then ends it. ctx bounds the
-// store call: the caller's own, taken after the hash (which may have waited
-// long for a slot of the bcrypt pool).
-func (a *loginAttempt) fail(ctx context.Context) error {
+// fail records the attempt as a failed login at now (or at its check, if
+// later), then ends it. ctx bounds the store call: the caller's own, taken
+// after the hash, which may have waited long for a slot of the bcrypt
+// pool; the failure counts from when it was known, not from the check.
+func (a *loginAttempt) fail(ctx context.Context, now time.Time) error {
 	if a.over {
-		return fmt.Errorf("login throttle: failure of user %d recorded after its attempt was over", a.userID)
+		return fmt.Errorf("login throttle: fail called for user %d after the attempt was over", a.userID)
 	}
 	defer a.release()
-	if err := a.t.store.RecordLoginFailure(ctx, a.userID, a.at, a.t.window); err != nil {
+	if err := a.t.store.RecordLoginFailure(ctx, a.userID, later(a.at, now), a.t.window); err != nil {
 		return fmt.Errorf("login throttle: %w", err)
 	}
 	return nil

@@ -249,7 +249,7 @@ func TestLoginThrottle(t *testing.T) {
 		if err != nil || a == nil {
 			t.Fatalf("attempt %d refused: %v", i+1, err)
 		}
-		if err := a.fail(ctx); err != nil {
+		if err := a.fail(ctx, at); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -289,10 +289,10 @@ func TestLoginThrottle(t *testing.T) {
 	if ok, _ := check(th2, eight, now); !ok {
 		t.Fatal("another server refused: it cannot see this server's attempts in flight")
 	}
-	if err := inFlight[0].fail(ctx); err != nil {
+	if err := inFlight[0].fail(ctx, now); err != nil {
 		t.Fatal(err)
 	}
-	if err := inFlight[0].fail(ctx); err == nil {
+	if err := inFlight[0].fail(ctx, now); err == nil {
 		t.Fatal("a second failure of one attempt recorded without an error")
 	}
 	if ok, retry := check(th1, eight, now.Add(time.Second)); ok || retry != 59_000 {
@@ -311,6 +311,19 @@ func TestLoginThrottle(t *testing.T) {
 		t.Fatalf("%d accounts still tracked after every attempt was over", n)
 	}
 
+	// A failure counts from when it is known: a hash that waited 40 s
+	// records its failure at the end of the wait, not at the check.
+	slow, _, err := th1.begin(ctx, eight, now.Add(2*time.Second))
+	if err != nil || slow == nil {
+		t.Fatalf("slow attempt refused: %v", err)
+	}
+	if err := slow.fail(ctx, now.Add(40*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if f, err := st.LoginFailures(ctx, eight, now.Add(39*time.Second)); err != nil || len(f) != 1 || !f[0].Equal(now.Add(40*time.Second)) {
+		t.Fatalf("failures of eight after 39 s: %v, %v; want the one at 40 s", f, err)
+	}
+
 	// A store error fails closed.
 	pending, _, err := th2.begin(ctx, eight, now)
 	if err != nil || pending == nil {
@@ -322,7 +335,7 @@ func TestLoginThrottle(t *testing.T) {
 	if a, _, err := th1.begin(ctx, seven, now); err == nil || a != nil {
 		t.Fatalf("begin on a closed store: %v, %v; want an error", a, err)
 	}
-	if err := pending.fail(ctx); err == nil {
+	if err := pending.fail(ctx, now); err == nil {
 		t.Fatal("fail on a closed store: no error")
 	}
 }

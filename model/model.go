@@ -262,8 +262,8 @@ type Store interface {
 	// GroupMembers lists the members in join order. ErrNotFound (no group).
 	GroupMembers(ctx context.Context, groupID int64) ([]Member, error)
 	// GroupRecipients lists the members' ids and joined seqs, in no
-	// particular order: GroupMembers without the users' names and the
-	// owner, for pushing a group message. ErrNotFound (no group).
+	// particular order: GroupMembers without names, roles or join order,
+	// for pushing a group message. ErrNotFound (no group).
 	GroupRecipients(ctx context.Context, groupID int64) ([]Recipient, error)
 	// UserGroups lists the groups of a user ascending by group id.
 	UserGroups(ctx context.Context, userID int64) ([]Membership, error)

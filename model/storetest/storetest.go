@@ -632,7 +632,8 @@ func testQuitGroup(t *testing.T, s model.Store) {
 	if r.Deleted || r.NewOwner != 0 || !eqInts(r.Remaining, []int64{m1.ID, o.ID}) {
 		t.Fatalf("QuitGroup(member) = %+v", r)
 	}
-	mem, _ = s.GroupMembers(ctx, g.ID)
+	mem, err = s.GroupMembers(ctx, g.ID)
+	noErr(t, "GroupMembers after a quit", err)
 	checkRecipients(t, s, g.ID, mem)
 	_, err = s.QuitGroup(ctx, g.ID, m2.ID)
 	wantErr(t, "QuitGroup twice", err, model.ErrForbidden)

@@ -372,7 +372,7 @@ func (s *Store) queries() []string {
 		qInsertGroup, qInsertGroupCnv, qInsertMember, qGroupByID, qGroupConv, qGroupConv + s.d.ForUpdate,
 		qIsMember, qDeleteMember, qMemberIDs, qSetOwner,
 		qDelGroupMsgs, qDelGroupCurs, qDelGroupConv, qDelGroupMems, qDelGroup,
-		qMembership, qGroupMembers, qUserGroups, qFindGroups,
+		qMembership, qGroupMembers, qGroupRecipients, qUserGroups, qFindGroups,
 		qConvByKey, qConvByKey + s.d.ForUpdate, qMessagesRange, qMemberCursor, qDirectCursor,
 		qMessageByCID, qInsertMessage, qInsertGroupMessage,
 		s.d.InsertConvIgnore,

@@ -112,7 +112,19 @@ func (s *Service) onMessage(c *netcore.Conn, frame []byte) {
 		}
 		task = func() { s.handle(sess, req, !ok, retry) }
 	}
-	if err := sess.queue.Submit(task); err != nil {
+	err := sess.queue.Submit(task)
+	switch {
+	case err == nil:
+	case errors.Is(err, netcore.ErrExecutorClosed):
+		// Shutting down: the requests already queued are being answered,
+		// GOAWAY follows.
+		if ferr == nil {
+			s.metrics.errors.WithLabelValues(itoa(protocol.ErrUnavailable)).Inc()
+			w := s.respHeader(req.msgid+protocol.Response, req, protocol.ErrUnavailable).Str("errmsg", "server shutting down; reconnect and retry")
+			_ = c.Send(w.Bytes())
+			s.frames.put(w)
+		}
+	default:
 		s.log.Warn("closing connection: request queue full", "conn", c.ID(), "remote", c.RemoteAddr().String())
 		c.ForceClose(netcore.ReasonOverload)
 	}

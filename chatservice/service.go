@@ -195,10 +195,22 @@ func (s *Service) Addr() string { return s.server.Addr().String() }
 // Metrics returns the service's Prometheus metrics.
 func (s *Service) Metrics() *Metrics { return s.metrics }
 
-// Shutdown stops accepting, pushes GOAWAY to every connection, flushes
-// pending output, closes every connection and stops the workers, within
-// ctx's deadline. The store and the bus are closed by their owner.
+// Shutdown answers the requests already queued (new ones get 503), then
+// stops accepting, pushes GOAWAY to every connection, flushes pending
+// output, closes every connection and stops the workers, within ctx's
+// deadline. The queued requests get at most half of it, so that GOAWAY and
+// the flush still fit when a request hangs. The store and the bus are
+// closed by their owner.
 func (s *Service) Shutdown(ctx context.Context) error {
+	drain := ctx
+	if dl, ok := ctx.Deadline(); ok {
+		var cancel context.CancelFunc
+		drain, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
+		defer cancel()
+	}
+	// Closing the executor refuses new requests (onMessage answers them
+	// 503) and waits for those queued, whose responses still go out.
+	_ = s.exec.Close(drain)       // on its deadline the rest is waited for below
 	err := s.server.Shutdown(ctx) // refuses new connections, calls onShutdown for each
 	s.cancel()
 	if e := s.exec.Close(ctx); e != nil && err == nil {

@@ -188,3 +188,39 @@ func TestLoginThrottleParallel(t *testing.T) {
 		t.Fatalf("%d accounts still tracked by the throttle after every LOGIN was answered", n)
 	}
 }
+
+// TestShutdownAnswersQueuedRequests: a request in flight when Shutdown
+// starts is answered before GOAWAY, and one sent meanwhile gets 503.
+func TestShutdownAnswersQueuedRequests(t *testing.T) {
+	svc := startTestService(t, newTestServiceWith(t, Config{Listen: "127.0.0.1:0", BcryptCost: 4, HashWorkers: 1, SoleServer: true}))
+	w, other := dialWire(t, svc.Addr()), dialWire(t, svc.Addr())
+	id := w.do(map[string]any{"msgid": 2, "name": "ann", "password": "password1"}).Get("user.id").Int()
+	other.do(map[string]any{"msgid": 2, "name": "bob", "password": "password2"})
+	svc.hasher.slots <- struct{}{} // the LOGIN below waits for the hasher
+	w.send(map[string]any{"msgid": 1, "id": id, "password": "password1"})
+	time.Sleep(50 * time.Millisecond)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- svc.Shutdown(ctx)
+	}()
+	time.Sleep(50 * time.Millisecond) // Shutdown waits for the LOGIN
+	other.send(map[string]any{"msgid": 2, "name": "cid", "password": "password3", "reqid": 7})
+	if r := other.read(); r.Get("msgid").Int() != 102 || r.Get("errno").Int() != 503 || r.Get("reqid").Int() != 7 {
+		t.Fatalf("a REG sent during shutdown answered %s; want 503 with its reqid", r.Raw)
+	}
+	<-svc.hasher.slots
+	if r := w.read(); r.Get("msgid").Int() != 101 || r.Get("errno").Int() != 0 || r.Get("token").String() == "" {
+		t.Fatalf("the LOGIN in flight at shutdown answered %s; want its response before GOAWAY", r.Raw)
+	}
+	for {
+		r := w.read()
+		if r.Get("msgid").Int() == 290 {
+			break // GOAWAY
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}

@@ -8,7 +8,8 @@
 //
 // Settings come from flags, then CHAT_* environment variables, then the
 // YAML config file (a flag beats the environment, which beats the file).
-// SIGTERM or SIGINT: stop accepting, push GOAWAY, flush, exit 0 within 10 s.
+// SIGTERM or SIGINT: answer the requests already received, stop accepting,
+// push GOAWAY, flush, exit 0 within 10 s.
 //
 // GC: --gc-percent auto (the default unless GOGC is set) lowers GOGC from
 // 100 at 8 MiB of live heap to 50 at 16 MiB and above, so that many idle

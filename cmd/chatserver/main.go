@@ -207,7 +207,7 @@ func run(args []string) error {
 	}
 
 	<-ctx.Done()
-	log.Info("shutting down: GOAWAY to every connection, draining")
+	log.Info("shutting down: answering the requests in flight, then GOAWAY to every connection")
 	sctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
 	defer cancel()
 	if err := svc.Shutdown(sctx); err != nil {

@@ -5,12 +5,15 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/tidwall/gjson"
+
+	"clusterchat/netcore"
 )
 
 // wire is a minimal raw client for in-package tests.
@@ -133,6 +136,7 @@ func TestLoginSlowHashKeepsStoreDeadline(t *testing.T) {
 		t.Helper()
 		svc.hasher.slots <- struct{}{} // the pool is busy
 		w.send(map[string]any{"msgid": 1, "id": id, "password": password})
+		waitFor(t, "the LOGIN waiting for the hasher", func() bool { return len(svc.hasher.wait) == 1 })
 		time.Sleep(3 * storeTimeout)
 		<-svc.hasher.slots
 		return w.read()
@@ -198,14 +202,16 @@ func TestShutdownAnswersQueuedRequests(t *testing.T) {
 	other.do(map[string]any{"msgid": 2, "name": "bob", "password": "password2"})
 	svc.hasher.slots <- struct{}{} // the LOGIN below waits for the hasher
 	w.send(map[string]any{"msgid": 1, "id": id, "password": "password1"})
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, "the LOGIN waiting for the hasher", func() bool { return len(svc.hasher.wait) == 1 })
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		done <- svc.Shutdown(ctx)
 	}()
-	time.Sleep(50 * time.Millisecond) // Shutdown waits for the LOGIN
+	waitFor(t, "Shutdown closing the executor", func() bool {
+		return errors.Is(svc.exec.NewQueue().Submit(func() {}), netcore.ErrExecutorClosed)
+	}) // and now waiting for the LOGIN
 	other.send(map[string]any{"msgid": 2, "name": "cid", "password": "password3", "reqid": 7})
 	if r := other.read(); r.Get("msgid").Int() != 102 || r.Get("errno").Int() != 503 || r.Get("reqid").Int() != 7 {
 		t.Fatalf("a REG sent during shutdown answered %s; want 503 with its reqid", r.Raw)
@@ -222,5 +228,17 @@ func TestShutdownAnswersQueuedRequests(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+// waitFor polls cond every millisecond for up to 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within 5 s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

@@ -110,21 +110,25 @@ func (s *Service) onMessage(c *netcore.Conn, frame []byte) {
 		if !s.limit.off() {
 			ok, retry = sess.limiter.take(s.limit, s.monoNow())
 		}
-		task = func() { s.handle(sess, req, !ok, retry) }
-	}
-	err := sess.queue.Submit(task)
-	switch {
-	case err == nil:
-	case errors.Is(err, netcore.ErrExecutorClosed):
-		// Shutting down: the requests already queued are being answered,
-		// GOAWAY follows.
-		if ferr == nil {
-			s.metrics.errors.WithLabelValues(itoa(protocol.ErrUnavailable)).Inc()
-			w := s.respHeader(req.msgid+protocol.Response, req, protocol.ErrUnavailable).Str("errmsg", "server shutting down; reconnect and retry")
-			_ = c.Send(w.Bytes())
-			s.frames.put(w)
+		// A request that arrives while Shutdown drains is answered 503 in
+		// its turn; the others count until they are answered, so that
+		// Shutdown can wait for them (the count is raised before the flag
+		// is read, see Shutdown).
+		s.inFlight.Add(1)
+		if req.shuttingDown = s.draining.Load(); req.shuttingDown {
+			s.inFlight.Add(-1)
+			task = func() { s.handle(sess, req, !ok, retry) }
+		} else {
+			task = func() {
+				defer s.inFlight.Add(-1)
+				s.handle(sess, req, !ok, retry)
+			}
 		}
-	default:
+	}
+	if err := sess.queue.Submit(task); err != nil {
+		if ferr == nil && !req.shuttingDown {
+			s.inFlight.Add(-1)
+		}
 		s.log.Warn("closing connection: request queue full", "conn", c.ID(), "remote", c.RemoteAddr().String())
 		c.ForceClose(netcore.ReasonOverload)
 	}
@@ -150,6 +154,8 @@ func (s *Service) handle(sess *session, req *request, limited bool, retryAfter i
 	*c = call{ctx: s.ctx, sess: sess, req: req}
 	var err *apiError
 	switch h := s.handlers[req.msgid]; {
+	case req.shuttingDown:
+		err = errf(protocol.ErrUnavailable, "server shutting down; reconnect and retry")
 	case limited:
 		err = &apiError{errno: protocol.ErrRateLimited, msg: "rate limit exceeded", retryAfter: retryAfter}
 	case req.badReqID:

@@ -15,12 +15,13 @@ import (
 // network: fields are read through the typed accessors below, which
 // validate as they read.
 type request struct {
-	msgid    int
-	reqid    int64
-	hasReqID bool
-	badReqID bool // reqid present but of another type or range
-	root     gjson.Result
-	err      *apiError // the first field error met while reading fields
+	msgid        int
+	reqid        int64
+	hasReqID     bool
+	badReqID     bool // reqid present but of another type or range
+	shuttingDown bool // arrived while Shutdown drains: answered 503
+	root         gjson.Result
+	err          *apiError // the first field error met while reading fields
 
 	// The top-level fields, indexed by parseFrame in one pass so that each
 	// read does not scan the object again: the first maxIndexed distinct

@@ -118,6 +118,8 @@ type Service struct {
 	epoch     time.Time       // of monoNow
 	ctx       context.Context // cancelled by Shutdown
 	cancel    context.CancelFunc
+	draining  atomic.Bool  // set by Shutdown: new requests are answered 503
+	inFlight  atomic.Int64 // requests received before draining and not yet answered
 
 	storeDeadline *sharedDeadline // storeCtx
 	busDeadline   *sharedDeadline // bus publishes of push
@@ -195,22 +197,33 @@ func (s *Service) Addr() string { return s.server.Addr().String() }
 // Metrics returns the service's Prometheus metrics.
 func (s *Service) Metrics() *Metrics { return s.metrics }
 
-// Shutdown answers the requests already queued (new ones get 503), then
-// stops accepting, pushes GOAWAY to every connection, flushes pending
-// output, closes every connection and stops the workers, within ctx's
-// deadline. The queued requests get at most half of it, so that GOAWAY and
-// the flush still fit when a request hangs. The store and the bus are
-// closed by their owner.
+// Shutdown answers the requests already received (those that arrive
+// meanwhile get 503 in their turn), then stops accepting, pushes GOAWAY to
+// every connection, flushes pending output, closes every connection, waits
+// for the workers (the sessions' cleanup included) and closes the bus,
+// within ctx's deadline. The requests get at most half of it, so that
+// GOAWAY and the flush still fit when one hangs; without a deadline they
+// get as long as they take. The store is closed by its owner.
 func (s *Service) Shutdown(ctx context.Context) error {
 	drain := ctx
 	if dl, ok := ctx.Deadline(); ok {
 		var cancel context.CancelFunc
-		drain, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/2))
+		drain, cancel = context.WithTimeout(ctx, time.Until(dl)/2)
 		defer cancel()
 	}
-	// Closing the executor refuses new requests (onMessage answers them
-	// 503) and waits for those queued, whose responses still go out.
-	_ = s.exec.Close(drain)       // on its deadline the rest is waited for below
+	// onMessage raises inFlight before it reads draining: a request that
+	// read the flag unset was counted before it was set, and one that reads
+	// it set uncounts itself, so once the count is 0 no request from before
+	// the drain is left.
+	s.draining.Store(true)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for s.inFlight.Load() > 0 && drain.Err() == nil {
+		select {
+		case <-tick.C:
+		case <-drain.Done():
+		}
+	}
 	err := s.server.Shutdown(ctx) // refuses new connections, calls onShutdown for each
 	s.cancel()
 	if e := s.exec.Close(ctx); e != nil && err == nil {

@@ -5,15 +5,12 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
-	"errors"
 	"io"
 	"net"
 	"testing"
 	"time"
 
 	"github.com/tidwall/gjson"
-
-	"clusterchat/netcore"
 )
 
 // wire is a minimal raw client for in-package tests.
@@ -194,7 +191,8 @@ func TestLoginThrottleParallel(t *testing.T) {
 }
 
 // TestShutdownAnswersQueuedRequests: a request in flight when Shutdown
-// starts is answered before GOAWAY, and one sent meanwhile gets 503.
+// starts is answered before GOAWAY, and those sent meanwhile get 503 in
+// their turn: on the same connection after the one in flight.
 func TestShutdownAnswersQueuedRequests(t *testing.T) {
 	svc := startTestService(t, newTestServiceWith(t, Config{Listen: "127.0.0.1:0", BcryptCost: 4, HashWorkers: 1, SoleServer: true}))
 	w, other := dialWire(t, svc.Addr()), dialWire(t, svc.Addr())
@@ -209,16 +207,18 @@ func TestShutdownAnswersQueuedRequests(t *testing.T) {
 		defer cancel()
 		done <- svc.Shutdown(ctx)
 	}()
-	waitFor(t, "Shutdown closing the executor", func() bool {
-		return errors.Is(svc.exec.NewQueue().Submit(func() {}), netcore.ErrExecutorClosed)
-	}) // and now waiting for the LOGIN
+	waitFor(t, "Shutdown draining", svc.draining.Load) // and waiting for the LOGIN
+	w.send(map[string]any{"msgid": 4, "reqid": 8})     // PING, behind the LOGIN
 	other.send(map[string]any{"msgid": 2, "name": "cid", "password": "password3", "reqid": 7})
 	if r := other.read(); r.Get("msgid").Int() != 102 || r.Get("errno").Int() != 503 || r.Get("reqid").Int() != 7 {
 		t.Fatalf("a REG sent during shutdown answered %s; want 503 with its reqid", r.Raw)
 	}
 	<-svc.hasher.slots
 	if r := w.read(); r.Get("msgid").Int() != 101 || r.Get("errno").Int() != 0 || r.Get("token").String() == "" {
-		t.Fatalf("the LOGIN in flight at shutdown answered %s; want its response before GOAWAY", r.Raw)
+		t.Fatalf("the LOGIN in flight at shutdown answered %s; want its response first", r.Raw)
+	}
+	if r := w.read(); r.Get("msgid").Int() != 104 || r.Get("errno").Int() != 503 || r.Get("reqid").Int() != 8 {
+		t.Fatalf("the PING sent during shutdown answered %s; want 503 after the LOGIN's response", r.Raw)
 	}
 	for {
 		r := w.read()

@@ -111,23 +111,22 @@ func (s *Service) onMessage(c *netcore.Conn, frame []byte) {
 			ok, retry = sess.limiter.take(s.limit, s.monoNow())
 		}
 		// A request that arrives while Shutdown drains is answered 503 in
-		// its turn; the others count until they are answered, so that
-		// Shutdown can wait for them (the count is raised before the flag
-		// is read, see Shutdown).
+		// its turn. Every request counts until it is answered, the 503s
+		// too, so that Shutdown waits for their responses as well (the
+		// count is raised before the flag is read, see Shutdown).
 		s.inFlight.Add(1)
-		if req.shuttingDown = s.draining.Load(); req.shuttingDown {
-			s.inFlight.Add(-1)
-			task = func() { s.handle(sess, req, !ok, retry) }
-		} else {
-			task = func() {
-				defer s.inFlight.Add(-1)
-				s.handle(sess, req, !ok, retry)
-			}
+		req.shuttingDown = s.draining.Load()
+		task = func() {
+			defer s.inFlight.Add(-1)
+			s.handle(sess, req, !ok, retry)
 		}
 	}
 	if err := sess.queue.Submit(task); err != nil {
-		if ferr == nil && !req.shuttingDown {
+		if ferr == nil {
 			s.inFlight.Add(-1)
+		}
+		if errors.Is(err, netcore.ErrExecutorClosed) {
+			return // the service has shut down; the connection is closing
 		}
 		s.log.Warn("closing connection: request queue full", "conn", c.ID(), "remote", c.RemoteAddr().String())
 		c.ForceClose(netcore.ReasonOverload)

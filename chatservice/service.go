@@ -119,7 +119,7 @@ type Service struct {
 	ctx       context.Context // cancelled by Shutdown
 	cancel    context.CancelFunc
 	draining  atomic.Bool  // set by Shutdown: new requests are answered 503
-	inFlight  atomic.Int64 // requests received before draining and not yet answered
+	inFlight  atomic.Int64 // requests received and not yet answered
 
 	storeDeadline *sharedDeadline // storeCtx
 	busDeadline   *sharedDeadline // bus publishes of push
@@ -211,10 +211,12 @@ func (s *Service) Shutdown(ctx context.Context) error {
 		drain, cancel = context.WithTimeout(ctx, time.Until(dl)/2)
 		defer cancel()
 	}
-	// onMessage raises inFlight before it reads draining: a request that
-	// read the flag unset was counted before it was set, and one that reads
-	// it set uncounts itself, so once the count is 0 no request from before
-	// the drain is left.
+	// onMessage raises inFlight before it reads draining, and every
+	// request stays counted until it is answered (503 once draining is
+	// set): once the count is 0, every request received so far has its
+	// response queued. (A WaitGroup cannot do this: its Add from 0 may not
+	// race with Wait.) A steady stream of new requests keeps the count up,
+	// at most until the drain's deadline.
 	s.draining.Store(true)
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()

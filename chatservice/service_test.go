@@ -242,3 +242,39 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// TestShutdownAnswersEveryRequestOfTheDrain: requests that arrive during
+// the drain, queued behind a request in flight (one worker), each get
+// their 503 before the connections close.
+func TestShutdownAnswersEveryRequestOfTheDrain(t *testing.T) {
+	svc := startTestService(t, newTestServiceWith(t, Config{Listen: "127.0.0.1:0", BcryptCost: 4, HashWorkers: 1, Workers: 1, SoleServer: true}))
+	w := dialWire(t, svc.Addr())
+	id := w.do(map[string]any{"msgid": 2, "name": "ann", "password": "password1"}).Get("user.id").Int()
+	conns := make([]*wire, 100)
+	for i := range conns {
+		conns[i] = dialWire(t, svc.Addr())
+	}
+	svc.hasher.slots <- struct{}{} // the LOGIN below holds the only worker
+	w.send(map[string]any{"msgid": 1, "id": id, "password": "password1"})
+	waitFor(t, "the LOGIN waiting for the hasher", func() bool { return len(svc.hasher.wait) == 1 })
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- svc.Shutdown(ctx)
+	}()
+	waitFor(t, "Shutdown draining", svc.draining.Load)
+	for _, c := range conns {
+		c.send(map[string]any{"msgid": 4})
+	}
+	waitFor(t, "the PINGs counted", func() bool { return svc.inFlight.Load() == int64(1+len(conns)) })
+	<-svc.hasher.slots
+	for i, c := range conns {
+		if r := c.read(); r.Get("msgid").Int() != 104 || r.Get("errno").Int() != 503 {
+			t.Fatalf("PING %d during the drain answered %s; want 503 before GOAWAY", i, r.Raw)
+		}
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}

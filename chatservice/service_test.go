@@ -198,17 +198,8 @@ func TestShutdownAnswersQueuedRequests(t *testing.T) {
 	w, other := dialWire(t, svc.Addr()), dialWire(t, svc.Addr())
 	id := w.do(map[string]any{"msgid": 2, "name": "ann", "password": "password1"}).Get("user.id").Int()
 	other.do(map[string]any{"msgid": 2, "name": "bob", "password": "password2"})
-	svc.hasher.slots <- struct{}{} // the LOGIN below waits for the hasher
-	w.send(map[string]any{"msgid": 1, "id": id, "password": "password1"})
-	waitFor(t, "the LOGIN waiting for the hasher", func() bool { return len(svc.hasher.wait) == 1 })
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		done <- svc.Shutdown(ctx)
-	}()
-	waitFor(t, "Shutdown draining", svc.draining.Load) // and waiting for the LOGIN
-	w.send(map[string]any{"msgid": 4, "reqid": 8})     // PING, behind the LOGIN
+	done := drainBehindLogin(t, svc, w, id)
+	w.send(map[string]any{"msgid": 4, "reqid": 8}) // PING, behind the LOGIN
 	other.send(map[string]any{"msgid": 2, "name": "cid", "password": "password3", "reqid": 7})
 	if r := other.read(); r.Get("msgid").Int() != 102 || r.Get("errno").Int() != 503 || r.Get("reqid").Int() != 7 {
 		t.Fatalf("a REG sent during shutdown answered %s; want 503 with its reqid", r.Raw)
@@ -229,6 +220,25 @@ func TestShutdownAnswersQueuedRequests(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Shutdown: %v", err)
 	}
+}
+
+// drainBehindLogin sends user id's LOGIN on w while the test holds the
+// hasher's slot, starts Shutdown once the LOGIN waits for it, and returns
+// when Shutdown drains (waiting for the LOGIN). The caller releases the
+// slot with <-svc.hasher.slots; Shutdown's result comes on the channel.
+func drainBehindLogin(t *testing.T, svc *Service, w *wire, id int64) <-chan error {
+	t.Helper()
+	svc.hasher.slots <- struct{}{}
+	w.send(map[string]any{"msgid": 1, "id": id, "password": "password1"})
+	waitFor(t, "the LOGIN waiting for the hasher", func() bool { return len(svc.hasher.wait) == 1 })
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- svc.Shutdown(ctx)
+	}()
+	waitFor(t, "Shutdown draining", svc.draining.Load)
+	return done
 }
 
 // waitFor polls cond every millisecond for up to 5 s.
@@ -254,16 +264,7 @@ func TestShutdownAnswersEveryRequestOfTheDrain(t *testing.T) {
 	for i := range conns {
 		conns[i] = dialWire(t, svc.Addr())
 	}
-	svc.hasher.slots <- struct{}{} // the LOGIN below holds the only worker
-	w.send(map[string]any{"msgid": 1, "id": id, "password": "password1"})
-	waitFor(t, "the LOGIN waiting for the hasher", func() bool { return len(svc.hasher.wait) == 1 })
-	done := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		done <- svc.Shutdown(ctx)
-	}()
-	waitFor(t, "Shutdown draining", svc.draining.Load)
+	done := drainBehindLogin(t, svc, w, id) // the LOGIN holds the only worker
 	for _, c := range conns {
 		c.send(map[string]any{"msgid": 4})
 	}

@@ -170,7 +170,7 @@ func (s *Service) handleLogin(c *call) *apiError {
 		} else if attempt == nil {
 			return &apiError{errno: protocol.ErrRateLimited, msg: "too many failed logins, wait", retryAfter: retry}
 		}
-		defer attempt.release() // a hash that failed
+		defer attempt.release() // when the hash fails; fail and a right password end it sooner
 		good := false
 		if validPassword(password) && password != badCredential {
 			if good, err = s.hasher.check(c.ctx, user.PassHash, password); err != nil {

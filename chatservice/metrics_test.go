@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-	"time"
 
 	"clusterchat/model"
 	"clusterchat/model/storetest"
@@ -68,11 +67,7 @@ func TestMetricsStore(t *testing.T) {
 		}
 	}
 	// The checkpointer runs every 100 ms by default.
-	deadline := time.Now().Add(5 * time.Second)
-	for values()["chat_sqlite_checkpoints_total{background}"] == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("chat_sqlite_checkpoints_total{background} still 0 after 5 s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, "a background checkpoint in chat_sqlite_checkpoints_total", func() bool {
+		return values()["chat_sqlite_checkpoints_total{background}"] > 0
+	})
 }

@@ -102,9 +102,8 @@ type Options struct {
 // concurrent use.
 type Store struct {
 	*sqlstore.Store
-	ckpt      *sql.DB             // the checkpointer's connection, nil when off
-	restart   *walRestart         // the checkpointer's requests to the writer
-	ckptStats *checkpointCounters // shared with restart
+	ckpt      *sql.DB     // the checkpointer's connection, nil when off
+	restart   *walRestart // the checkpointer's requests to the writer, and the checkpoints' counters
 	stop      chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
@@ -204,8 +203,7 @@ func open(ctx context.Context, path string, opts Options, drv sqlDriver) (*Store
 	if opts.WALRestartFrames <= 0 {
 		opts.WALRestartFrames = restartFrames
 	}
-	counters := &checkpointCounters{}
-	restart := &walRestart{frames: opts.WALRestartFrames, stats: counters}
+	restart := &walRestart{frames: opts.WALRestartFrames}
 	so := sqlstore.Options{
 		MaxBatch:    opts.MaxBatch,
 		BatchWindow: opts.BatchWindow,
@@ -219,7 +217,7 @@ func open(ctx context.Context, path string, opts Options, drv sqlDriver) (*Store
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
 	}
-	st := &Store{Store: s, restart: restart, ckptStats: counters}
+	st := &Store{Store: s, restart: restart}
 	if opts.CheckpointInterval >= 0 {
 		interval := opts.CheckpointInterval
 		if interval == 0 {
@@ -254,10 +252,7 @@ func (s *Store) checkpointer(interval time.Duration) {
 			return
 		case <-t.C:
 		}
-		start := time.Now()
-		busy, frames, _, err := passiveCheckpoint(s.ckpt)
-		s.ckptStats.record(&s.ckptStats.background, start, busy, frames, err)
-		if err == nil {
+		if _, frames, _, err := s.restart.stats.checkpoint(&s.restart.stats.background, s.ckpt); err == nil {
 			s.restart.check(frames)
 		} // on an error the next tick tries again
 	}
@@ -291,10 +286,10 @@ func passiveCheckpoint(db *sql.DB) (busy, frames, copied int, err error) {
 // walRestart is the hand-off between the checkpointer (check) and the
 // writer (complete).
 type walRestart struct {
-	frames    int                 // the WAL size from which the writer is asked
-	stats     *checkpointCounters // shared with the Store
-	want      atomic.Bool         // set by the checkpointer, taken by the writer
-	completed atomic.Int64        // the WAL size the writer last checkpointed completely
+	frames    int                // the WAL size from which the writer is asked
+	stats     checkpointCounters // of the checkpointer's and the writer's checkpoints
+	want      atomic.Bool        // set by the checkpointer, taken by the writer
+	completed atomic.Int64       // the WAL size the writer last checkpointed completely
 }
 
 // check asks the writer to complete the checkpoint when the WAL holds
@@ -317,9 +312,7 @@ func (r *walRestart) complete(w *sql.DB) {
 	if !r.want.CompareAndSwap(true, false) {
 		return
 	}
-	start := time.Now()
-	busy, frames, copied, err := passiveCheckpoint(w)
-	r.stats.record(&r.stats.restarts, start, busy, frames, err)
+	busy, frames, copied, err := r.stats.checkpoint(&r.stats.restarts, w)
 	switch {
 	case err == nil && busy != 0:
 		// The checkpointer holds the checkpoint lock: try again after
@@ -344,9 +337,11 @@ type checkpointKind struct {
 	nanos atomic.Int64
 }
 
-// record counts one checkpoint of kind that started at start and answered
-// busy and frames, or err.
-func (c *checkpointCounters) record(kind *checkpointKind, start time.Time, busy, frames int, err error) {
+// checkpoint runs a passive checkpoint on db (passiveCheckpoint) and
+// counts it as one of kind.
+func (c *checkpointCounters) checkpoint(kind *checkpointKind, db *sql.DB) (busy, frames, copied int, err error) {
+	start := time.Now()
+	busy, frames, copied, err = passiveCheckpoint(db)
 	kind.n.Add(1)
 	kind.nanos.Add(int64(time.Since(start)))
 	switch {
@@ -357,12 +352,13 @@ func (c *checkpointCounters) record(kind *checkpointKind, start time.Time, busy,
 	default:
 		c.walFrames.Store(int64(frames))
 	}
+	return busy, frames, copied, err
 }
 
 // CheckpointStats returns the counters of the store's WAL checkpoints.
 // Safe for concurrent use.
 func (s *Store) CheckpointStats() model.CheckpointStats {
-	c := s.ckptStats
+	c := &s.restart.stats
 	return model.CheckpointStats{
 		Background:        c.background.n.Load(),
 		BackgroundSeconds: time.Duration(c.background.nanos.Load()).Seconds(),

@@ -141,6 +141,28 @@ func TestPairsUnpaced(t *testing.T) {
 	}
 }
 
+// TestUnpacedLatencyFromSend: unpaced, a message's send→ack latency
+// counts from its send, not from the wait for a free slot before it (with
+// one in flight, the previous message's round trip): with every ack held
+// 20 ms, the median is about 20 ms, not 40.
+func TestUnpacedLatencyFromSend(t *testing.T) {
+	const hold = 20 * time.Millisecond
+	s := startFake(t, nil, false)
+	s.chatDelay.Store(int64(hold))
+	cfg := fakeConfig(s.addr(), ScenarioPairs)
+	cfg.Rate, cfg.InFlight, cfg.Pairs, cfg.Duration = 0, 1, 2, 600*time.Millisecond
+	rep, err := runBench(t, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Acked < 20 || rep.AckLatency == nil {
+		t.Fatalf("acked %d, latency %+v", rep.Acked, rep.AckLatency)
+	}
+	if p50 := time.Duration(rep.AckLatency.P50US) * time.Microsecond; p50 < hold || p50 > hold*3/2 {
+		t.Errorf("send→ack p50 %v with acks held %v: want %v to %v", p50, hold, hold, hold*3/2)
+	}
+}
+
 // TestGoroutineReaders: without epoll every traffic connection has a
 // reader goroutine; the checks work the same.
 func TestGoroutineReaders(t *testing.T) {

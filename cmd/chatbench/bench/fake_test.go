@@ -23,6 +23,9 @@ type fakeServer struct {
 	fault   func(seq int64) faultKind
 	proxy   bool         // expect a PROXY v1 header naming the peer
 	proxied atomic.Int64 // headers verified
+	// chatDelay, in nanoseconds, holds each ONE_CHAT's response (its
+	// push goes at once).
+	chatDelay atomic.Int64
 
 	mu      sync.Mutex
 	nextID  int64
@@ -145,6 +148,9 @@ func (s *fakeServer) serve(c *fakeConn) {
 			return
 		}
 		resp := s.handle(c, req)
+		if d := s.chatDelay.Load(); d > 0 && num(req, "msgid") == 5 {
+			time.Sleep(time.Duration(d))
+		}
 		resp["msgid"] = int(req["msgid"].(float64)) + 100
 		resp["reqid"] = req["reqid"]
 		if _, ok := resp["errno"]; !ok {

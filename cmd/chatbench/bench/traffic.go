@@ -465,7 +465,7 @@ func (r *run) sendLoop(ctx context.Context, s *sender, body string, start, end t
 				stamp = r.now()
 			}
 			r.lagHist.record(s.idx, r.now()-sched)
-		} else if stamp = r.now(); stamp >= end {
+		} else if r.now() >= end {
 			return
 		}
 		var k int
@@ -478,6 +478,12 @@ func (r *run) sendLoop(ctx context.Context, s *sender, body string, start, end t
 			case <-ctx.Done():
 				return
 			}
+		}
+		if rate <= 0 {
+			// Unpaced, a message is due when a slot is free: its latency
+			// counts from then, not from the wait for the slot (with one
+			// in flight, the previous message's round trip).
+			stamp = r.now()
 		}
 		r.st.sent.Add(1)
 		now := r.now()

@@ -15,9 +15,9 @@
 // 100 at 8 MiB of live heap to 50 at 16 MiB and above, so that many idle
 // connections do not cost twice their live heap in RSS (see gc.go).
 // --procs auto (the default unless GOMAXPROCS is set) runs GOMAXPROCS at
-// the cores plus one per event loop when the store or bus is a network
-// service, because an idle loop waits in epoll_wait holding one and the
-// database's and Redis's replies need one (see procs.go).
+// the cores plus one per event loop, because an idle loop waits in
+// epoll_wait holding one, and the database's and Redis's replies, the
+// store writer and the workers need one (see procs.go).
 package main
 
 import (
@@ -75,7 +75,7 @@ var settings = []struct {
 	{"log-level", "log.level", "info", "log level: debug, info, warn, error"},
 	{"gc-percent", "runtime.gc_percent", "", "GOGC: auto (headroom half the live heap, at least 8 MiB), off, or a percentage (default: $GOGC if set, else auto)"},
 	{"memory-limit", "runtime.memory_limit", "", "soft memory limit, bytes or with KiB/MiB/GiB (as GOMEMLIMIT; default: none beyond $GOMEMLIMIT)"},
-	{"procs", "runtime.procs", "", "GOMAXPROCS: auto (with MySQL or Redis, the cores plus one per event loop, as each loop's epoll_wait holds one; else the runtime's) or a number (default: $GOMAXPROCS if set, else auto)"},
+	{"procs", "runtime.procs", "", "GOMAXPROCS: auto (the cores plus one per event loop, as each loop's epoll_wait holds one) or a number (default: $GOMAXPROCS if set, else auto)"},
 }
 
 func run(args []string) error {
@@ -167,8 +167,7 @@ func run(args []string) error {
 	if loops <= 0 {
 		loops = netcore.DefaultLoops()
 	}
-	networked := !strings.HasPrefix(v.GetString("store"), "sqlite:") || v.GetString("bus") != "memory"
-	procs, err := parseProcs(v.GetString("runtime.procs"), runtime.GOMAXPROCS(0), loops, networked)
+	procs, err := parseProcs(v.GetString("runtime.procs"), runtime.GOMAXPROCS(0), loops)
 	if err != nil {
 		return err
 	}

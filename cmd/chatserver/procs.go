@@ -10,35 +10,47 @@ import (
 // Each netcore event loop is a gnet poller that waits in a blocking
 // epoll_wait(2). A goroutine in a system call keeps its P (the runtime's
 // right to run Go code) until sysmon takes it back, which can take up to
-// 10 ms when the process has been quiet, and the runtime's own network
-// poller (database and Redis connections, the admin server) runs only on a
-// P. With GOMAXPROCS equal to the number of cores and one loop per core,
-// the idle loops can hold every P: a goroutine whose MariaDB or Redis
-// reply has arrived waits for sysmon before it runs, once per round trip.
+// 10 ms when the process has been quiet. With GOMAXPROCS equal to the
+// number of cores and one loop per core, the idle loops can hold every P,
+// and whatever becomes runnable meanwhile waits for sysmon: a goroutine
+// whose MariaDB or Redis reply has arrived (the runtime's own network
+// poller runs only on a P), a worker woken by the store's writer, the
+// writer woken by its linger timer.
 //
 // "auto", the default unless GOMAXPROCS is set, therefore adds one P per
 // event loop to the runtime's default (the cores, or the container's CPU
-// limit) when the store or the bus is reached over the network (MySQL,
-// Redis): Go code still has all the cores when the loops are idle, and the
-// loops cannot take them away when they are. Measured on the 2-core box
-// (cluster of two servers, MariaDB, Redis, chatbench pairs crossing servers;
-// docs/benchmarks.md): send→delivery p99 at 1,000 msg/s 142-168 ms with
-// GOMAXPROCS=2 against 8-11 ms with 4, and at 5,000 msg/s 67-375 ms
-// against 32-65 ms. A one-node server (SQLite, memory bus) waits on no
-// connection in its hot path and keeps the runtime's default: with 4 Ps its
-// group fan-out cost 8 % more CPU per message (705-716 -> 764-774 us at
-// 2,000 messages/s to groups of 500) and its 1:1 figures did not change.
+// limit): Go code still has all the cores when the loops are idle, and the
+// loops cannot take them away when they are. Measured on the 2-core box:
+//
+//   - Cluster of two servers (MariaDB, Redis, chatbench pairs crossing
+//     servers; docs/benchmarks.md): send→delivery p99 at 1,000 msg/s
+//     142-168 ms with GOMAXPROCS=2 against 8-11 ms with 4, and at 5,000
+//     msg/s 67-375 ms against 32-65 ms.
+//   - One node (SQLite, memory bus), chatbench pairs 500 at 20/s (10,000
+//     msg/s), three alternating runs each: p99 11.9 / 11.6 / 12.5 ms with
+//     GOMAXPROCS=2 against 9.1 / 9.0 / 11.4 ms with 4. A build that timed
+//     the store writer's batches saw 8-9 a run whose gathering (a 2 ms
+//     linger at most) took 4-19 ms, every worker and the writer waiting
+//     for a P held by a loop in epoll_wait; with 4 Ps 0, 0 and 3.
+//     Unpaced: 29,007-29,250 acks/s against 29,721-29,869. Groups of 500
+//     at 2,000 msgs/s: the same 997,000 pushes/s, p99 107-175 ms against
+//     35-41 ms, for 3-4 % more server CPU per message (522-537 against
+//     545-554 µs).
+//
+// (Until round 14 a one-node server kept the runtime's default; the
+// measurement then, before the store writer and the executor were what they
+// are now, showed no gain in its 1:1 figures.)
 
 // parseProcs reads runtime.procs: "auto", or an integer >= 1 for
 // GOMAXPROCS itself. An empty value means the GOMAXPROCS environment
 // variable if it is set (the runtime already applied it), else "auto". It
 // returns the GOMAXPROCS to set, or 0 to leave the runtime's.
 // defaultProcs is the runtime's own default, loops the server's event
-// loops, networked whether the store or the bus is a network service.
-func parseProcs(s string, defaultProcs, loops int, networked bool) (int, error) {
+// loops.
+func parseProcs(s string, defaultProcs, loops int) (int, error) {
 	s, fromEnv := runtimeSetting(s, "GOMAXPROCS")
 	switch {
-	case fromEnv || (s == "auto" && !networked):
+	case fromEnv:
 		return 0, nil
 	case s == "auto":
 		return defaultProcs + loops, nil

@@ -12,23 +12,16 @@ func TestParseProcs(t *testing.T) {
 		{"", 6, false}, {"auto", 6, false}, {" auto ", 6, false}, {"3", 3, false},
 		{"0", 0, true}, {"-1", 0, true}, {"x", 0, true},
 	} {
-		got, err := parseProcs(c.in, 4, 2, true)
+		got, err := parseProcs(c.in, 4, 2)
 		if (err != nil) != c.err || got != c.want {
-			t.Errorf("parseProcs(%q, 4 cores, 2 loops, networked) = %d, %v; want %d, error %v", c.in, got, err, c.want, c.err)
-		}
-	}
-	// One node (SQLite, memory bus): auto leaves the runtime's default; a
-	// number is still applied.
-	for in, want := range map[string]int{"": 0, "auto": 0, "3": 3} {
-		if got, err := parseProcs(in, 4, 2, false); got != want || err != nil {
-			t.Errorf("parseProcs(%q, one node) = %d, %v; want %d", in, got, err, want)
+			t.Errorf("parseProcs(%q, 4 cores, 2 loops) = %d, %v; want %d, error %v", c.in, got, err, c.want, c.err)
 		}
 	}
 	t.Setenv("GOMAXPROCS", "2")
-	if got, err := parseProcs("", 2, 2, true); got != 0 || err != nil {
+	if got, err := parseProcs("", 2, 2); got != 0 || err != nil {
 		t.Errorf("with GOMAXPROCS set, empty setting: %d, %v; want 0 (GOMAXPROCS left alone)", got, err)
 	}
-	if got, _ := parseProcs("auto", 2, 2, true); got != 4 {
+	if got, _ := parseProcs("auto", 2, 2); got != 4 {
 		t.Errorf("with GOMAXPROCS=2 set, auto: %d; want the setting to win (4)", got)
 	}
 }

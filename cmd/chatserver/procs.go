@@ -27,9 +27,10 @@ import (
 //     142-168 ms with GOMAXPROCS=2 against 8-11 ms with 4, and at 5,000
 //     msg/s 67-375 ms against 32-65 ms.
 //   - One node (SQLite, memory bus), chatbench pairs 500 at 20/s (10,000
-//     msg/s), seven alternating runs each: send→delivery p99 11.9 / 11.6 /
-//     12.5 / 14.5 / 14.3 / 21.2 / 20.7 ms with GOMAXPROCS=2 against 9.3 /
-//     8.9 / 11.5 / 11.2 / 14.6 / 13.3 / 15.1 ms with 4. A build that timed
+//     msg/s), seven alternating runs each: send→ack p99 11.9 / 11.6 / 12.5
+//     / 14.6 / 14.2 / 21.1 / 20.7 ms with GOMAXPROCS=2 against 9.1 / 9.0 /
+//     11.4 / 11.0 / 14.5 / 13.4 / 15.1 ms with 4 (send→delivery within 0.4
+//     ms of each). A build that timed
 //     the store writer's batches saw 8-9 a run whose gathering (a 2 ms
 //     linger at most) took 4-19 ms, every worker and the writer waiting
 //     for a P held by a loop in epoll_wait; with 4 Ps 0, 0 and 3.

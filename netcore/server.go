@@ -29,10 +29,12 @@ type Options struct {
 	Addr string
 	// Loops is the number of event loops; default DefaultLoops(). Each
 	// loop waits in a blocking epoll_wait(2), which keeps its P until the
-	// runtime's sysmon takes it back: a program whose handlers wait on the
-	// runtime's own network poller (database or Redis clients) should run
-	// with GOMAXPROCS of at least the cores plus Loops, or those replies
-	// wait for sysmon (cmd/chatserver's --procs auto does this).
+	// runtime's sysmon takes it back, so that with GOMAXPROCS = cores the
+	// idle loops can hold every P and whatever becomes runnable waits for
+	// sysmon: replies from the runtime's network poller (database or Redis
+	// clients), workers woken by another goroutine, timers. Run with
+	// GOMAXPROCS of at least the cores plus Loops (cmd/chatserver's
+	// --procs auto does this).
 	Loops int
 	// NewCodec makes each connection's codec; default
 	// NewLengthFieldCodec(MaxFrame).

@@ -30,10 +30,10 @@ import (
 //     msg/s), seven alternating runs each: send→ack p99 11.9 / 11.6 / 12.5
 //     / 14.6 / 14.2 / 21.1 / 20.7 ms with GOMAXPROCS=2 against 9.1 / 9.0 /
 //     11.4 / 11.0 / 14.5 / 13.4 / 15.1 ms with 4 (send→delivery within 0.4
-//     ms of each). A build that timed
-//     the store writer's batches saw 8-9 a run whose gathering (a 2 ms
-//     linger at most) took 4-19 ms, every worker and the writer waiting
-//     for a P held by a loop in epoll_wait; with 4 Ps 0, 0 and 3.
+//     ms of each). A build that timed the store writer's batches saw 8-9
+//     batches a run whose gathering (a 2 ms linger at most) took 4-19 ms,
+//     every worker and the writer waiting for a P held by a loop in
+//     epoll_wait; with 4 Ps 0, 0 and 3.
 //     Unpaced: 29,007-29,250 acks/s against 29,721-29,869. Groups of 500
 //     at 2,000 msgs/s: the same 997,000 pushes/s, p99 107-175 ms against
 //     35-41 ms, for 3-4 % more server CPU per message (522-537 against

@@ -24,7 +24,8 @@ type fakeServer struct {
 	proxy   bool         // expect a PROXY v1 header naming the peer
 	proxied atomic.Int64 // headers verified
 	// chatDelay, in nanoseconds, holds each ONE_CHAT's response (its
-	// push goes at once).
+	// push goes at once). The hold blocks the connection's read loop, so
+	// with more than one in flight the holds add up: meant for --inflight 1.
 	chatDelay atomic.Int64
 
 	mu      sync.Mutex

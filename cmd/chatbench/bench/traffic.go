@@ -479,14 +479,14 @@ func (r *run) sendLoop(ctx context.Context, s *sender, body string, start, end t
 				return
 			}
 		}
+		r.st.sent.Add(1)
+		now := r.now()
 		if rate <= 0 {
 			// Unpaced, a message is due when a slot is free: its latency
 			// counts from then, not from the wait for the slot (with one
 			// in flight, the previous message's round trip).
-			stamp = r.now()
+			stamp = now
 		}
-		r.st.sent.Add(1)
-		now := r.now()
 		if !s.arm(r, k, s.reqID(i, k), stamp, now) {
 			continue
 		}

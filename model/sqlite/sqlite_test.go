@@ -226,7 +226,7 @@ func TestTwoStoresOneFile(t *testing.T) {
 
 // TestCheckpointer: the background checkpointer copies committed pages into
 // the database file while the store is open (the writer alone would wait
-// for 16384 pages of WAL), and Close stops it.
+// for 32,768 pages of WAL), and Close stops it.
 func TestCheckpointer(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "chat.db")
@@ -325,7 +325,7 @@ func fileSize(t *testing.T, path string) int64 {
 // TestWALStartsOverUnderLoad: under a steady stream of commits the WAL
 // still starts over once it holds WALRestartFrames frames (the writer
 // completes the checkpoint between batches), instead of growing to the
-// writer's backstop checkpoint (16,384 pages, 64 MiB): 20,000 messages of
+// writer's backstop checkpoint (32,768 pages, 128 MiB): 20,000 messages of
 // 2 KB write ~65 MiB of WAL, which the file reached without the change.
 func TestWALStartsOverUnderLoad(t *testing.T) {
 	ctx := context.Background()

@@ -18,3 +18,6 @@ func DriverName() string { return newDriver().name }
 // OpenDB opens the file at path with the build's driver, without the
 // store.
 func OpenDB(path string) *sql.DB { return newDriver().open(path) }
+
+// WALBounds is walBounds.
+func WALBounds(restart int, limit int64) (int, int64) { return walBounds(restart, limit) }

@@ -89,13 +89,20 @@ type Options struct {
 	// WALRestartFrames is the WAL size, in frames, from which the writer
 	// completes the checkpointer's work between two batches so that the
 	// WAL starts over (see restartFrames). Default 16384 (64 MiB of 4 KiB
-	// pages); ignored without background checkpoints.
+	// pages); ignored without background checkpoints. The writer's backstop
+	// checkpoint (wal_autocheckpoint, inside a COMMIT, should the
+	// checkpointer fall behind) is at twice the larger of this and the
+	// default.
 	WALRestartFrames int
 	// WALSizeLimit is the size, in bytes, the WAL file is cut back to when
 	// SQLite starts it over after a complete checkpoint (journal_size_limit);
 	// without it the file keeps the size of the busiest moment for good.
-	// Default 128 MiB (twice the WAL's start-over size); negative: no
-	// limit.
+	// Default: the backstop's size (twice the larger of WALRestartFrames
+	// and its default, in 4 KiB pages with their frame headers: ~135 MB by
+	// default), so that a WAL is cut back only after it reached the
+	// backstop; negative: no limit. Busy, the -wal file beside the
+	// database keeps ~70-90 MB between start-overs, and a restart after a
+	// crash may read that much.
 	WALSizeLimit int64
 }
 
@@ -169,10 +176,10 @@ func open(ctx context.Context, path string, opts Options, drv sqlDriver) (*Store
 		// the hot leaves of many conversations without re-reading them.
 		"PRAGMA cache_size = -65536",
 	}
-	walLimit := opts.WALSizeLimit
-	if walLimit == 0 {
-		walLimit = 128 << 20
+	if opts.WALRestartFrames <= 0 {
+		opts.WALRestartFrames = restartFrames
 	}
+	backstop, walLimit := walBounds(opts.WALRestartFrames, opts.WALSizeLimit)
 	if walLimit > 0 {
 		wp = append(wp, fmt.Sprintf("PRAGMA journal_size_limit = %d", walLimit))
 	}
@@ -183,7 +190,7 @@ func open(ctx context.Context, path string, opts Options, drv sqlDriver) (*Store
 	if opts.CheckpointInterval >= 0 {
 		// The checkpointer copies the WAL into the file; the writer does
 		// only when it falls far behind.
-		wp = append(wp, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", backstopPages))
+		wp = append(wp, fmt.Sprintf("PRAGMA wal_autocheckpoint = %d", backstop))
 	}
 	q.Set("_query_only", "1")
 
@@ -201,9 +208,6 @@ func open(ctx context.Context, path string, opts Options, drv sqlDriver) (*Store
 	r := drv.open(path + "?" + q.Encode())
 	r.SetMaxOpenConns(opts.Readers)
 	r.SetMaxIdleConns(opts.Readers)
-	if opts.WALRestartFrames <= 0 {
-		opts.WALRestartFrames = restartFrames
-	}
 	restart := &walRestart{frames: opts.WALRestartFrames}
 	so := sqlstore.Options{
 		MaxBatch:    opts.MaxBatch,
@@ -234,12 +238,6 @@ func open(ctx context.Context, path string, opts Options, drv sqlDriver) (*Store
 	return st, nil
 }
 
-// backstopPages is the WAL size (in pages) at which the writer checkpoints
-// by itself, should the checkpointer fall behind (SQLite's default is
-// 1000): twice restartFrames, so that it does not pre-empt the writer's
-// checkpoint between batches.
-const backstopPages = 2 * restartFrames
-
 // checkpointer runs a PASSIVE checkpoint every interval on its own
 // connection, so that copying the WAL into the database file (and its
 // fsyncs) happens beside the writer rather than inside one of its commits.
@@ -261,30 +259,46 @@ func (s *Store) checkpointer(interval time.Duration) {
 	}
 }
 
+// walBounds returns the writer's backstop checkpoint (wal_autocheckpoint,
+// in pages) and the WAL's size limit (journal_size_limit, in bytes; limit
+// when set) for a WAL that starts over at restart frames: both stay above
+// the start-over size, however large it is set, so that they do not
+// pre-empt it.
+func walBounds(restart int, limit int64) (backstop int, walLimit int64) {
+	backstop = 2 * max(restart, restartFrames)
+	walLimit = limit
+	if walLimit == 0 {
+		walLimit = int64(backstop) * (4096 + 24) // pages with their frame headers
+	}
+	return backstop, walLimit
+}
+
 // restartFrames is the default WAL size (in frames) from which the writer
 // completes the checkpoint between batches, so that SQLite starts the WAL
 // over. A passive checkpoint beside a busy writer never copies the last
 // frames (more arrive while it runs), and SQLite writes a new WAL from the
 // start only after a checkpoint that copied all: without this, the WAL grew
-// to backstopPages and the writer checkpointed inside a COMMIT, copying up
-// to a checkpointer interval of frames and syncing twice. Measured at
-// 10,000 msg/s (chatbench pairs 500 at 20/s): the WAL grew ~35,000
-// frames/s, and every start-over (about two a second) was a COMMIT of
-// 11-15 ms, against a message's p50 of ~4 ms. Now the writer's completing
-// checkpoint takes 4.5-10 ms, between batches, about three times a second;
-// send->delivery p99 in 4 alternating runs 23.1-39.2 ms (median 24.2)
-// against 26.3-30.4 ms (median 28.5) before.
+// to the backstop (then 16,384 pages) and the writer checkpointed inside a
+// COMMIT, copying up to a checkpointer interval of frames and syncing
+// twice. Measured at 10,000 msg/s (chatbench pairs 500 at 20/s): the WAL
+// grew ~35,000 frames/s, and every start-over (about two a second) was a
+// COMMIT of 11-15 ms, against a message's p50 of ~4 ms. With the writer's
+// completing checkpoint (then at 8,192 frames) that took 4.5-10 ms, between
+// batches, about three times a second; send->delivery p99 in 4 alternating
+// runs 23.1-39.2 ms (median 24.2) against 26.3-30.4 ms (median 28.5)
+// before.
 //
 // That checkpoint costs its fsyncs, of the frames written since the
 // checkpointer's pass (about 4 ms per MB on this disk), not the WAL's size,
 // so a larger WAL halves the stalls without lengthening them: 16,384 frames
 // (64 MiB) rather than 8,192, with the backstop and the size limit
-// doubled. Three alternating pairs each (round 14), 8,192 against 16,384:
-// unpaced, 17,256 / 19,098 / 18,386 against 19,938 / 19,818 / 21,269
-// acks/s (server CPU 59-64 against 56-58 µs per message; 28-33 against
-// 19-21 of the writer's checkpoints in 8 s, ~17 ms each); at 10,000 msg/s,
-// send->delivery p99 44.6 / 18.3 / 20.5 against 28.6 / 16.8 / 15.7 ms
-// (29-32 against 17 checkpoints in 10 s, 9-13 ms each).
+// doubled. Alternating pairs (round 14), 8,192 against 16,384: unpaced,
+// 17,256 / 19,098 / 18,386 against 19,938 / 19,818 / 21,269 acks/s (server
+// CPU 59-64 against 56-58 µs per message; 28-33 against 19-21 of the
+// writer's checkpoints in 8 s, ~17 ms each); at 10,000 msg/s,
+// send->delivery p99 44.6 / 18.3 / 20.5 / 24.6 / 23.5 / 20.3 against 28.6 /
+// 16.8 / 15.7 / 19.2 / 23.2 / 21.2 ms (29-32 against 16-17 checkpoints in
+// 10 s, 9-13 ms each).
 const restartFrames = 16384
 
 // passiveCheckpoint runs a PASSIVE checkpoint on db and returns SQLite's

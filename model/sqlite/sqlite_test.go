@@ -322,6 +322,33 @@ func fileSize(t *testing.T, path string) int64 {
 	return fi.Size()
 }
 
+// TestWALBounds: the writer's backstop checkpoint and the WAL's size limit
+// stay above the start-over size, so that a large WALRestartFrames is not
+// pre-empted by the backstop (which would start the WAL over inside
+// COMMITs); a small one keeps the default backstop.
+func TestWALBounds(t *testing.T) {
+	for _, c := range []struct {
+		restart   int
+		limit     int64
+		backstop  int
+		wantLimit int64
+	}{
+		{restart: 16384, backstop: 32768, wantLimit: 32768 * 4120},
+		{restart: 512, backstop: 32768, wantLimit: 32768 * 4120},
+		{restart: 40000, backstop: 80000, wantLimit: 80000 * 4120},
+		{restart: 40000, limit: 1 << 20, backstop: 80000, wantLimit: 1 << 20},
+		{restart: 16384, limit: -1, backstop: 32768, wantLimit: -1},
+	} {
+		backstop, limit := sqlite.WALBounds(c.restart, c.limit)
+		if backstop != c.backstop || limit != c.wantLimit {
+			t.Errorf("WALBounds(%d, %d) = %d pages, %d bytes; want %d, %d", c.restart, c.limit, backstop, limit, c.backstop, c.wantLimit)
+		}
+		if c.limit == 0 && limit < int64(c.restart)*4120 {
+			t.Errorf("WALBounds(%d, 0): limit %d below the start-over size", c.restart, limit)
+		}
+	}
+}
+
 // TestWALStartsOverUnderLoad: under a steady stream of commits the WAL
 // still starts over once it holds WALRestartFrames frames (the writer
 // completes the checkpoint between batches), instead of growing to the

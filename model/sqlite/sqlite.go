@@ -101,8 +101,10 @@ type Options struct {
 	// and its default, in 4 KiB pages with their frame headers: ~135 MB by
 	// default), so that a WAL is cut back only after it reached the
 	// backstop; negative: no limit. Busy, the -wal file beside the
-	// database keeps ~70-90 MB between start-overs, and a restart after a
-	// crash may read that much.
+	// database grows to ~70-95 MB between start-overs and keeps that size
+	// while idle; it is larger only while a start-over cannot happen (a
+	// reader holds an old snapshot). A restart after a crash may read all
+	// of it.
 	WALSizeLimit int64
 }
 
@@ -176,8 +178,8 @@ func open(ctx context.Context, path string, opts Options, drv sqlDriver) (*Store
 		// the hot leaves of many conversations without re-reading them.
 		"PRAGMA cache_size = -65536",
 	}
-	if opts.WALRestartFrames <= 0 {
-		opts.WALRestartFrames = restartFrames
+	if opts.WALRestartFrames <= 0 || opts.CheckpointInterval < 0 {
+		opts.WALRestartFrames = restartFrames // not used without the checkpointer
 	}
 	backstop, walLimit := walBounds(opts.WALRestartFrames, opts.WALSizeLimit)
 	if walLimit > 0 {
